@@ -7,11 +7,12 @@ attrs only hold and check what the user typed; what they mean for JSOC is decide
 """
 
 import astropy.units as u
+import numpy as np
 from astropy.coordinates import SkyCoord
 from sunpy.net import attrs as a
 from sunpy.net.attr import AttrAnd, AttrOr, AttrWalker, DataAttr, SimpleAttr
 
-__all__ = ["Crop", "Cutout", "Register", "Scale", "Tracking", "Wavelength"]
+__all__ = ["ActiveRegion", "Crop", "Cutout", "Register", "Scale", "Tracking", "Wavelength"]
 
 _LENGTH_UNITS = (u.pix, u.arcsec, u.deg)
 
@@ -19,6 +20,54 @@ _LENGTH_UNITS = (u.pix, u.arcsec, u.deg)
 def __dir__():
     # Keep tab-completion on a.jsoc_cutout to the attrs themselves.
     return __all__
+
+
+class ActiveRegion:
+    """
+    A NOAA active region as the centre of a cutout, looked up on JSOC when searching.
+
+    Give it as the ``center`` of `Cutout`::
+
+        a.jsoc_cutout.Cutout(center=a.jsoc_cutout.ActiveRegion(11967),
+                             width=400 * u.arcsec, height=300 * u.arcsec)
+
+    At search time the region is looked up in JSOC's ``su_rsb.NOAA_ActiveRegions`` series
+    exactly as the JSOC export form does it: of the daily positions NOAA reported, the one
+    nearest the central meridian gives the centre, sent to im_patch as Stonyhurst coordinates
+    (``locunits=stony``) with that report's time as ``t_ref``. im_patch then tracks that point
+    at the Carrington rate over the whole query. The search results show the position found.
+
+    Parameters
+    ----------
+    number : int
+        The NOAA number. As on the JSOC form, numbers below 7000 are taken as the short form
+        NOAA used after 2002 (1967 means 11967).
+
+    Examples
+    --------
+    >>> import sunpy_jsoc_cutout.attrs as jc
+    >>> jc.ActiveRegion(1967)
+    ActiveRegion(11967)
+    """
+
+    def __init__(self, number):
+        if isinstance(number, bool) or not isinstance(number, int | np.integer):
+            raise TypeError(
+                f"ActiveRegion: the NOAA number must be an integer such as 11967, got {number!r}."
+            )
+        if number <= 0:
+            raise ValueError(f"ActiveRegion: the NOAA number must be positive, such as 11967, got {number}.")
+        # The JSOC form's rule: short numbers (< 7000) are the 5-digit numbers after 2002.
+        self.number = int(number) + 10000 if number < 7000 else int(number)
+
+    def __eq__(self, other):
+        return isinstance(other, ActiveRegion) and other.number == self.number
+
+    def __hash__(self):
+        return hash(("ActiveRegion", self.number))
+
+    def __repr__(self):
+        return f"ActiveRegion({self.number})"
 
 
 class Cutout(DataAttr):
@@ -29,16 +78,31 @@ class Cutout(DataAttr):
 
     Parameters
     ----------
-    center : `~astropy.coordinates.SkyCoord` or `~astropy.units.Quantity`, optional
-        The centre of the box: a coordinate in a helioprojective frame (sent as
-        ``locunits=arcsec``, seen from SDO), or a pixel pair ``(x, y) * u.pix`` on the
-        detector (``locunits=pixels``). Its ``obstime``, when set, is the reference time
-        ``t_ref`` at which the centre applies; otherwise the start of the query is used.
+    center : `~astropy.coordinates.SkyCoord`, `~astropy.units.Quantity` or `ActiveRegion`, optional
+        The centre of the box, in any of the units im_patch knows:
+
+        - a ``Helioprojective`` coordinate, seen from any observer: moved to SDO's view at
+          ``t_ref`` with `sunpy.coordinates` and sent in arcseconds (``locunits=arcsec``);
+        - a ``HeliographicStonyhurst`` coordinate: longitude from the central meridian and
+          latitude at ``t_ref`` (``locunits=stony``);
+        - a ``HeliographicCarrington`` coordinate: Carrington longitude and latitude with the
+          Carrington rotation in which that longitude crosses the central meridian nearest
+          ``t_ref`` (``locunits=carrlong``, ``car_rot``); needs tracking;
+        - a pixel pair ``(x, y) * u.pix`` on the detector, first pixel (1, 1)
+          (``locunits=pixels``);
+        - an `ActiveRegion`, looked up on JSOC when searching.
+
+        Its ``obstime``, when set, is the reference time ``t_ref`` at which the centre
+        applies; otherwise the start of the query is used.
     width, height : `~astropy.units.Quantity`, optional
-        The size of the box, in pixels, arcseconds or degrees (``boxunits``).
-    bottom_left, top_right : `~astropy.coordinates.SkyCoord`, optional
-        Two opposite corners of the box, instead of ``center``, ``width`` and ``height``,
-        as sunpy's ``a.jsoc.Cutout`` takes them.
+        The size of the box: pixels (``u.pix``), arcseconds on the sky (any angle but
+        degrees, e.g. ``u.arcsec``, ``u.arcmin``) or heliographic degrees on the Sun
+        (``u.deg``; ``boxunits=degrees``).
+    bottom_left, top_right : `~astropy.coordinates.SkyCoord` or `~astropy.units.Quantity`, optional
+        Two opposite corners of the box, instead of ``center``, ``width`` and ``height``, as
+        sunpy's ``a.jsoc.Cutout`` takes them: coordinates in any of the frames above (the
+        second is moved into the frame of the first; helioprojective corners give a box in
+        arcseconds, heliographic ones a box in degrees), or two pixel pairs.
 
     Examples
     --------
@@ -50,6 +114,8 @@ class Cutout(DataAttr):
     ...                   observer="earth", obstime="2014-02-05T08:00")
     >>> jc.Cutout(center=centre, width=500 * u.pix, height=500 * u.pix)
     <sunpy_jsoc_cutout.attrs.Cutout(500 pix x 500 pix around ...)>
+    >>> jc.Cutout(center=jc.ActiveRegion(11967), width=10 * u.deg, height=8 * u.deg)
+    <sunpy_jsoc_cutout.attrs.Cutout(10 deg x 8 deg around ActiveRegion(11967))>
     """
 
     def __init__(self, center=None, width=None, height=None, *, bottom_left=None, top_right=None):
@@ -64,8 +130,16 @@ class Cutout(DataAttr):
             if bottom_left is None or top_right is None:
                 raise ValueError("Cutout: bottom_left= and top_right= must be given together.")
             for name, corner in (("bottom_left", bottom_left), ("top_right", top_right)):
-                if not isinstance(corner, SkyCoord) or not corner.isscalar:
-                    raise TypeError(f"Cutout: {name} must be a scalar SkyCoord, got {corner!r}.")
+                if not (isinstance(corner, SkyCoord) and corner.isscalar) and not _is_pixel_pair(corner):
+                    raise TypeError(
+                        f"Cutout: {name} must be a scalar SkyCoord or a pixel pair such as "
+                        f"(100, 200) * u.pix, got {corner!r}."
+                    )
+            if _is_pixel_pair(bottom_left) != _is_pixel_pair(top_right):
+                raise ValueError(
+                    "Cutout: bottom_left and top_right must both be pixel pairs or both be "
+                    "coordinates, not one of each."
+                )
         else:
             if center is None or width is None or height is None:
                 raise ValueError(
@@ -84,7 +158,10 @@ class Cutout(DataAttr):
                         "arcseconds (u.arcsec) or degrees (u.deg)."
                     )
                 if not size.value > 0:
-                    raise ValueError(f"Cutout: {name} must be positive, got {size}.")
+                    raise ValueError(
+                        f"Cutout: {name} must be positive, got {size}; give the full size of the box "
+                        "in pixels, arcseconds or degrees."
+                    )
         self.center = center
         self.width = width
         self.height = height
@@ -102,15 +179,20 @@ class Cutout(DataAttr):
         return f"<{self.__module__}.{self.__class__.__name__}({where})>"
 
 
+def _is_pixel_pair(value):
+    return isinstance(value, u.Quantity) and value.unit == u.pix and value.shape == (2,)
+
+
 def _check_center(center):
     if isinstance(center, SkyCoord):
         if not center.isscalar:
             raise TypeError("Cutout: center must be a single coordinate, not an array.")
         return
-    if isinstance(center, u.Quantity) and center.unit == u.pix and center.shape == (2,):
+    if _is_pixel_pair(center) or isinstance(center, ActiveRegion):
         return
     raise TypeError(
-        f"Cutout: center must be a SkyCoord or a pixel pair such as (2048, 2048) * u.pix, got {center!r}."
+        "Cutout: center must be a SkyCoord, a pixel pair such as (2048, 2048) * u.pix or an "
+        f"ActiveRegion such as ActiveRegion(11967), got {center!r}."
     )
 
 
@@ -150,9 +232,14 @@ class Crop(_Flag):
 
 class Scale(_Flag):
     """
-    Bring AIA images to level 1.5 on JSOC (``aia_scale_*``; default off).
+    Bring AIA images to level 1.5 on JSOC before cutting them (``aia_scale``; default off).
 
-    Not yet available: it arrives with the full set of cutout options.
+    JSOC's ``aia_scale`` step rescales every image to 0.6 arcseconds per pixel, rotates it
+    to solar north up and centres the Sun, as ``aia_prep`` does; im_patch then cuts the
+    level-1.5 image, so pixel centres and sizes refer to the 0.6"/px image. The step is named
+    as the JSOC export form names it: ``aia_scale_orig`` for ``aia.lev1`` and
+    ``aia_scale_aialev1`` for the other ``aia.lev1_*`` series. AIA only: HMI series are
+    refused.
     """
 
 

@@ -16,6 +16,7 @@ than working around drms.
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import json
 import logging
@@ -32,10 +33,17 @@ from urllib.parse import quote, quote_plus
 import requests
 
 __all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
     "DEFAULT_SERVER",
+    "POLL_INTERVALS",
+    "RETRY_AFTER_CAP",
+    "RETRY_HTTP",
     "USER_AGENT",
     "JSOCConnection",
     "JSOCError",
+    "backoff_delay",
+    "parse_retry_after",
     "server_url",
 ]
 
@@ -69,15 +77,30 @@ _NUMERIC_KEYS = frozenset({"status", "wait", "rcount", "count", "size", "runtime
 _PENDING = frozenset({1, 2, 12})
 _NOT_FOUND = 6
 
-_RETRY_HTTP = frozenset({429, 500, 502, 503, 504})
-# For the POST of an export request only answers that say "not done, come again" are retried:
-# a transport error is safe to retry (JSOC returns the same request ID for an identical request
-# within 24 h), but a 500 may come from a request that was taken, and retrying would only turn
-# it into a confusing status 7 ("pending export") answer.
-_RETRY_HTTP_POST = frozenset({429, 503})
-_BACKOFF_BASE = 1.0
-_BACKOFF_CAP = 60.0
-_RETRY_AFTER_CAP = 300.0
+#: HTTP statuses that mean "not now, come again": retried with backoff.
+RETRY_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+# The POST of an export request is retried like every other call: JSOC answers an identical
+# request within 24 h with the same request ID, so a retry never makes a second export. When
+# the lost attempt was taken, the retry is answered with status 7 naming that very request
+# (JSOC checks the pending limit before it looks for duplicates); `exp_request` says so.
+_RETRY_HTTP = RETRY_HTTP
+# Transport failures, including an answer cut off before its Content-Length (urllib3 raises
+# IncompleteRead, which requests turns into ChunkedEncodingError).
+_TRANSIENT = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+#: Backoff of retried calls and downloads: ``BACKOFF_BASE * 2**attempt`` seconds, at most
+#: ``BACKOFF_CAP``, half of it random ("equal jitter"). Module attributes, read at each retry.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+#: The longest ``Retry-After`` honoured, in seconds.
+RETRY_AFTER_CAP = 300.0
+#: Seconds between status polls of `JSOCConnection.wait_for_export` (the last repeats): quick
+#: for a small export, then backing off to one poll every 30 s.
+POLL_INTERVALS = (1, 2, 4, 8, 16, 30)
 
 _REQUEST_ID = re.compile(r"JSOC_\d{8}_\d+(?:_X)?(?:_IN)?")
 
@@ -158,8 +181,43 @@ def _plain_number(value: float | str) -> str:
     return text if text not in {"", "0", "-0"} else repr(float(value))
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    header = response.headers.get("Retry-After")
+def backoff_delay(attempt: int, retry_after: float | None = None) -> float:
+    """
+    How long to wait before retry number ``attempt + 1``: capped exponential backoff with
+    jitter, and at least the server's ``Retry-After`` (itself capped at `RETRY_AFTER_CAP`).
+
+    Parameters
+    ----------
+    attempt : int
+        0 for the first retry.
+    retry_after : float, optional
+        The server's ``Retry-After``, in seconds.
+
+    Returns
+    -------
+    float
+        Seconds.
+    """
+    # "Equal jitter": half fixed, half random, so retries from many clients spread out.
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+    delay = delay / 2 + random.uniform(0, delay / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
+    return delay
+
+
+def parse_retry_after(header: str | None) -> float | None:
+    """
+    Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), or None.
+
+    Parameters
+    ----------
+    header : str or None
+
+    Returns
+    -------
+    float or None
+    """
     if not header:
         return None
     try:
@@ -171,6 +229,10 @@ def _retry_after(response: requests.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def _error_text(body: Mapping) -> str:
@@ -220,6 +282,8 @@ class JSOCConnection:
         self._series: dict[str, dict] = {}
         self._addresses: dict[str, tuple[int, str]] = {}
         self._attempts = 0  # attempts the last call took
+        #: Retries made, by cause ("HTTP 500", "ConnectionError", ...), for reports and tests.
+        self.retried: collections.Counter = collections.Counter()
 
     def __repr__(self) -> str:
         return f"<JSOCConnection {self.base_url}>"
@@ -236,18 +300,12 @@ class JSOCConnection:
 
     # -- the one place that talks HTTP ---------------------------------------------------------
 
-    def _backoff(self, attempt: int) -> float:
-        # "Equal jitter": half fixed, half random, so retries from many clients spread out.
-        delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)
-        return delay / 2 + random.uniform(0, delay / 2)
-
     def _call(self, program: str, params: Mapping[str, Any], *, post: bool = False) -> dict:
         """
         Call one CGI program and return its JSON body, retrying transient failures.
         """
         url = self.base_url + _CGI + program
         method = "POST" if post else "GET"
-        retry_statuses = _RETRY_HTTP_POST if post else _RETRY_HTTP
         kwargs = {"data": params} if post else {"params": params}
         attempt = 0
         self._attempts = 0
@@ -255,12 +313,15 @@ class JSOCConnection:
             self._attempts = attempt + 1
             wait = None
             try:
+                # The body is read here too (stream=False), so a cut answer fails here.
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+            except _TRANSIENT as exc:
+                cause = type(exc).__name__
+                problem = f"{cause}: {exc}"
             else:
-                if response.status_code not in retry_statuses:
+                if response.status_code not in _RETRY_HTTP:
                     return self._json(response)
+                cause = f"HTTP {response.status_code}"
                 problem = f"HTTP {response.status_code} {response.reason}"
                 wait = _retry_after(response)
                 response.close()
@@ -270,9 +331,8 @@ class JSOCConnection:
                     f"{attempt + 1} attempts (last: {problem}). JSOC may be down or "
                     "unreachable; try again later."
                 )
-            delay = self._backoff(attempt)
-            if wait is not None:
-                delay = max(delay, min(wait, _RETRY_AFTER_CAP))
+            delay = backoff_delay(attempt, wait)
+            self.retried[cause] += 1
             log.info("JSOC %s failed (%s); retrying in %.1f s", program, problem, delay)
             self.sleep(delay)
             attempt += 1
@@ -509,7 +569,7 @@ class JSOCConnection:
         self,
         requestid: str,
         *,
-        poll_interval: Iterable[float] = (1, 2, 4, 8, 16, 30),
+        poll_interval: Iterable[float] | None = None,
         not_found_grace: float = 30.0,
         timeout: float | None = None,
     ) -> dict:
@@ -521,8 +581,9 @@ class JSOCConnection:
         Parameters
         ----------
         requestid : str
-        poll_interval : iterable of float
-            Seconds to wait before each poll; the last value repeats.
+        poll_interval : iterable of float, optional
+            Seconds to wait before each poll; the last value repeats. `POLL_INTERVALS` by
+            default.
         not_found_grace : float
             How long (in seconds of polling) status 6, "not found", is taken to mean "not yet
             visible" after a submission.
@@ -540,7 +601,7 @@ class JSOCConnection:
         JSOCError
             On status 3, 4, 5, 7, 25 or any other failure, with JSOC's text and the request ID.
         """
-        schedule = list(poll_interval) or [1.0]
+        schedule = list(POLL_INTERVALS if poll_interval is None else poll_interval) or [1.0]
         waited = 0.0
         polls = 0
         while True:

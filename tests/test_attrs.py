@@ -97,7 +97,7 @@ def test_wavelength_takes_several_quantities_and_arrays():
         (
             {"center": (1, 2), "width": 5 * u.pix, "height": 1 * u.pix},
             TypeError,
-            "center must be a SkyCoord or a pixel pair",
+            "center must be a SkyCoord, a pixel pair",
         ),
         ({"bottom_left": CENTRE}, ValueError, "must be given together"),
         ({"bottom_left": CENTRE, "top_right": CENTRE, "width": 5 * u.pix}, ValueError, "not both"),
@@ -122,3 +122,30 @@ def test_wavelength_refuses_non_wavelengths():
         a.jsoc_cutout.Wavelength(5 * u.s)
     with pytest.raises(TypeError, match="is not a Quantity"):
         a.jsoc_cutout.Wavelength(171)
+
+
+def test_active_region_is_offered_beside_the_attrs():
+    assert "ActiveRegion" in dir(a.jsoc_cutout)
+
+
+@pytest.mark.parametrize(
+    ("number", "error", "message"),
+    [
+        (0, ValueError, "must be positive"),
+        (11967.0, TypeError, "must be an integer"),
+        (True, TypeError, "integer"),
+    ],
+)
+def test_active_region_refuses_what_is_not_a_noaa_number(number, error, message):
+    with pytest.raises(error, match=message):
+        a.jsoc_cutout.ActiveRegion(number)
+
+
+def test_cutout_takes_an_active_region_as_centre():
+    cutout = a.jsoc_cutout.Cutout(center=a.jsoc_cutout.ActiveRegion(11967), width=5 * u.deg, height=5 * u.deg)
+    assert cutout.center == a.jsoc_cutout.ActiveRegion(11967)
+
+
+def test_cutout_takes_pixel_corners():
+    cutout = a.jsoc_cutout.Cutout(bottom_left=(10, 20) * u.pix, top_right=(110, 220) * u.pix)
+    assert cutout.top_right[1] == 220 * u.pix

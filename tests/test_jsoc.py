@@ -1,5 +1,6 @@
 """Tests of `sunpy_jsoc_cutout.jsoc` against a small scripted HTTP server on loopback."""
 
+import email.utils
 import json
 import threading
 import time
@@ -9,7 +10,15 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import pytest
 
-from sunpy_jsoc_cutout.jsoc import DEFAULT_SERVER, JSOCConnection, JSOCError, server_url
+from sunpy_jsoc_cutout import jsoc as jsoc_module
+from sunpy_jsoc_cutout.jsoc import (
+    DEFAULT_SERVER,
+    JSOCConnection,
+    JSOCError,
+    backoff_delay,
+    parse_retry_after,
+    server_url,
+)
 
 RID = "JSOC_20140205_001"
 
@@ -19,7 +28,8 @@ class ScriptedJSOC:
     A loopback HTTP server that answers each CGI program from a script of responses.
 
     A response is a dict (sent as JSON with HTTP 200), a tuple (HTTP code, body, headers),
-    "reset" (close the connection without answering) or ("slow", seconds, response).
+    "reset" (close the connection without answering), ("slow", seconds, response) or ("cut",
+    dict) (a JSON body cut half-way: Content-Length of the whole, then the connection closes).
     """
 
     def __init__(self):
@@ -69,6 +79,15 @@ class ScriptedJSOC:
                     time.sleep(response[1])
                     response = response[2]
                 if response == "reset":
+                    self.close_connection = True
+                    return
+                if isinstance(response, tuple) and response[0] == "cut":
+                    data = json.dumps(response[1]).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
                     self.close_connection = True
                     return
                 if isinstance(response, dict):
@@ -492,11 +511,50 @@ def test_status_7_after_a_retried_submission_says_it_may_be_this_request(jsoc, c
     assert info.value.pending == (RID,)
 
 
-def test_exp_request_is_not_retried_after_a_server_error(jsoc, conn):
-    jsoc.add("jsoc_fetch", (500, b"Internal Server Error", {}), {"status": 2, "requestid": RID})
-    with pytest.raises(JSOCError, match="HTTP 500"):
-        conn.exp_request(**export_args())
-    assert len(jsoc.calls("jsoc_fetch")) == 1
+def test_exp_request_is_retried_after_a_server_error(jsoc, conn, sleeps):
+    # A 500 may come from a request that was taken: the retry is then answered with the same ID
+    # (JSOC's 24 h duplicate check) or with status 7 naming it, never with a second export.
+    jsoc.add("jsoc_fetch", (500, b"Internal Server Error", {}), {"status": 2, "requestid": RID, "wait": 10})
+    assert conn.exp_request(**export_args())["requestid"] == RID
+    assert len(jsoc.calls("jsoc_fetch")) == 2
+
+
+def test_an_answer_cut_before_its_content_length_is_retried(jsoc, conn, sleeps):
+    jsoc.add("jsoc_info", ("cut", {"status": 0, "count": 3}), {"status": 0, "count": 4})
+    assert conn.rs_summary("hmi.M_45s[2014.02.05_08:00_TAI/3m]") == 4
+    assert len(jsoc.calls("jsoc_info")) == 2
+    assert conn.retried["ChunkedEncodingError"] == 1
+
+
+def test_retries_are_counted_by_cause(jsoc, conn, sleeps):
+    jsoc.add("jsoc_info", (503, b"busy", {}), "reset", {"status": 0, "count": 1})
+    conn.rs_summary("hmi.M_45s[2014.02.05_08:00_TAI]")
+    assert conn.retried == {"HTTP 503": 1, "ConnectionError": 1}
+
+
+def test_backoff_grows_is_capped_and_keeps_half_its_value(monkeypatch):
+    monkeypatch.setattr(jsoc_module, "BACKOFF_BASE", 1.0)
+    monkeypatch.setattr(jsoc_module, "BACKOFF_CAP", 8.0)
+    delays = [backoff_delay(attempt) for attempt in range(6)]
+    assert [0.5 <= delays[0] <= 1, 1 <= delays[1] <= 2, 2 <= delays[2] <= 4] == [True] * 3
+    assert all(4 <= d <= 8 for d in delays[3:])
+
+
+def test_backoff_is_at_least_retry_after_up_to_its_cap():
+    assert backoff_delay(0, retry_after=20) == 20
+    assert backoff_delay(0, retry_after=1e6) == jsoc_module.RETRY_AFTER_CAP
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("7", 7.0), ("0", 0.0), (None, None), ("soon", None), ("-3", 0.0)]
+)
+def test_retry_after_is_read_as_seconds(header, seconds):
+    assert parse_retry_after(header) == seconds
+
+
+def test_retry_after_as_an_http_date_is_read_as_the_time_until_then():
+    when = email.utils.formatdate(time.time() + 100, usegmt=True)
+    assert 90 <= parse_retry_after(when) <= 100
 
 
 def test_an_answer_that_is_not_json_is_a_clear_error(jsoc, conn):

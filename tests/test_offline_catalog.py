@@ -383,6 +383,8 @@ def test_rs_list_all_keywords():
         ("aia.lev1_uv_24s", ["T_REC", "WAVELNTH"], "24", "4096x4096"),
         ("aia.lev1", ["T_REC", "FSN"], "1", "4096x4096"),
         ("hmi.M_45s", ["T_REC", "CAMERA"], "45", "4096x4096"),
+        ("hmi.Ic_45s", ["T_REC", "CAMERA"], "45", "4096x4096"),
+        ("hmi.M_720s", ["T_REC", "CAMERA"], "720", "4096x4096"),
     ],
 )
 def test_series_struct(name, primekeys, step, dims):
@@ -403,3 +405,105 @@ def test_series_struct(name, primekeys, step, dims):
 def test_series_table_keys_are_lower_case():
     assert set(catalog.SERIES) >= {"aia.lev1_euv_12s", "aia.lev1_uv_24s", "aia.lev1", "hmi.m_45s"}
     assert all(k == s.name.lower() for k, s in catalog.SERIES.items())
+
+
+# --- issue 3: HMI series, SHARP CEA, NOAA active regions -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ds", "specs"),
+    [
+        (
+            "hmi.Ic_45s[2014.02.05_08:00:00_TAI/90s][2]{continuum}",
+            ["hmi.Ic_45s[2014.02.05_08:00:00_TAI][2]", "hmi.Ic_45s[2014.02.05_08:00:45_TAI][2]"],
+        ),
+        (
+            "hmi.M_720s[2014.02.05_08:00:00_TAI/24m]",
+            ["hmi.M_720s[2014.02.05_08:00:00_TAI][3]", "hmi.M_720s[2014.02.05_08:12:00_TAI][3]"],
+        ),
+    ],
+)
+def test_hmi_series_have_tai_slots_and_camera_prime_key(ds, specs):
+    records, _ = query(ds)
+    assert [r.spec for r in records] == specs
+
+
+def test_hmi_720s_records_come_from_the_combined_cameras():
+    (record,), segments = query("hmi.M_720s[2014.02.05_08:00:00_TAI]")
+    assert record.keyword("CAMERA") == "3"
+    assert record.keyword("INSTRUME") == "HMI_COMBINED"
+    assert segments == ["magnetogram"]
+
+
+def test_sharp_cea_series_has_harpnum_first_and_cea_coordinates():
+    records, segments = query("hmi.sharp_cea_720s[3563][2014.02.05_08:00:00_TAI/1h]{Br}")
+    assert [r.spec for r in records][:2] == [
+        "hmi.sharp_cea_720s[3563][2014.02.05_08:00:00_TAI]",
+        "hmi.sharp_cea_720s[3563][2014.02.05_08:12:00_TAI]",
+    ]
+    assert len(records) == 5
+    assert segments == ["Br"]
+    assert (records[0].keyword("CTYPE1"), records[0].keyword("CTYPE2")) == ("CRLN-CEA", "CRLT-CEA")
+    assert records[0].keyword("NOAA_AR") == "11967"
+    assert series_struct(get_series("hmi.sharp_cea_720s"))["primekeys"] == ["HARPNUM", "T_REC"]
+
+
+def test_sharp_cea_refuses_a_time_in_the_harpnum_slot():
+    with pytest.raises(RecordSetError, match="Bad record-set query"):
+        query("hmi.sharp_cea_720s[2014.02.05_07:59:45_TAI-2014.02.05_08:00:15_TAI]")
+
+
+def test_helioprojective_series_report_tan_ctypes():
+    (record,), _ = query("aia.lev1_euv_12s[2014.02.05_08:00:00_TAI][171]")
+    assert (record.keyword("CTYPE1"), record.keyword("CTYPE2")) == ("HPLN-TAN", "HPLT-TAN")
+
+
+def noaa(ds):
+    records, _ = query(ds)
+    body = rs_list_body(records, "ObservationTime,LatitudeHG,LongitudeCM,LongitudeHG,RegionNumber")
+    return {k["name"]: k["values"] for k in body["keywords"]}
+
+
+def test_noaa_lookup_as_the_web_form_sends_it():
+    values = noaa("su_rsb.NOAA_ActiveRegions[][11967]")
+    assert set(values["RegionNumber"]) == {"11967"}
+    assert values["ObservationTime"][0] == "2014.01.31_00:00:00Z"
+    assert "2014.02.05_00:00:00Z" in values["ObservationTime"]
+    # The form takes the entry with the smallest |LongitudeCM|: near disk centre on 2014-02-05/06.
+    best = min(range(len(values["LongitudeCM"])), key=lambda i: abs(int(values["LongitudeCM"][i])))
+    assert values["ObservationTime"][best] == "2014.02.06_00:00:00Z"
+    assert abs(int(values["LongitudeCM"][best])) <= 10
+
+
+def test_noaa_positions_agree_with_sunpy_and_rotate_thirteen_degrees_a_day():
+    from sunpy.coordinates import sun as sunpy_sun
+
+    values = noaa("su_rsb.NOAA_ActiveRegions[][11967]")
+    lon_cm = np.array([int(v) for v in values["LongitudeCM"]])
+    assert np.all(np.abs(np.diff(lon_cm) - 13.2) <= 1.0)
+    for time, cm, hg in zip(values["ObservationTime"], lon_cm, values["LongitudeHG"], strict=True):
+        t = Time(time.replace(".", "-", 2).replace("_", "T").rstrip("Z"), scale="utc")
+        expected = (int(hg) - sunpy_sun.L0(t).deg + 180) % 360 - 180
+        assert abs(cm - expected) <= 1.0
+    assert set(values["LatitudeHG"]) == {"-12"}
+
+
+def test_noaa_records_of_one_day_list_the_regions_on_the_disk():
+    values = noaa("su_rsb.NOAA_ActiveRegions[2014.02.05_00:00:00Z]")
+    assert values["RegionNumber"] == ["11959", "11967", "11976"]
+    assert all(abs(int(v)) <= 90 for v in values["LongitudeCM"])
+
+
+def test_unknown_noaa_region_has_no_records():
+    records, _ = query("su_rsb.NOAA_ActiveRegions[][11111]")
+    assert records == []
+
+
+def test_noaa_series_struct_lists_its_prime_keys():
+    body = series_struct(get_series("su_rsb.noaa_activeregions"))
+    assert body["primekeys"] == ["ObservationTime", "RegionNumber"]
+    assert {k["name"] for k in body["keywords"]} >= {"ObservationTime", "LatitudeHG", "LongitudeCM"}
+
+
+def test_time_with_one_letter_zone_glued_on():
+    assert parse_time("2014.02.05_00:00:00Z") == parse_time("2014-02-05T00:00:00Z")

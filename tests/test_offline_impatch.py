@@ -366,11 +366,6 @@ def test_missing_locunits_without_t_ref_reports_t_ref_first():
         impatch.run([make_record(AIA, T_REF)], process, "JSOC_20240101_001", lookup=Lookup())
 
 
-def test_aia_scale_is_not_supported_yet():
-    with pytest.raises(ProcessingError, match="aia_scale_aialev1 is not supported by the offline JSOC"):
-        impatch.run([make_record(AIA, T_REF)], "n=0|aia_scale_aialev1", "JSOC_20240101_001")
-
-
 def test_parse_process_splits_steps_and_arguments():
     steps = impatch.parse_process("n=0|im_patch,t_ref=2014-02-05T08:00:00,t=0,x=-517.2,c|aia_scale_aialev1")
     assert steps == [
@@ -399,6 +394,263 @@ def test_parse_drms_time_reads_no_zone_as_utc():
     assert impatch.parse_drms_time("2014.02.05_08:00:00").isot == "2014-02-05T08:00:00.000"
     assert impatch.parse_drms_time("2014.02.05_08:00_TAI").utc.isot == "2014-02-05T07:59:25.000"
     assert impatch.parse_drms_time("2014-02-05T08:00:00Z").isot == "2014-02-05T08:00:00.000"
+    assert impatch.parse_drms_time("2014.02.06_00:00:00Z").isot == "2014-02-06T00:00:00.000"
     assert impatch.parse_drms_time("NotSpecified") is None
     assert impatch.parse_cadence("48") == 0
     assert impatch.parse_cadence("2m") == 120
+
+
+# ------------------------------------------------------------------------------ issue 3 geometry
+
+STONY_X = AR_LON - sunpy_sun.L0(Time(T_REF)).deg  # the feature's Stonyhurst longitude at T_REF
+
+
+def feature_pixel(product: impatch.Product) -> np.ndarray:
+    """(row, col) in the product of the Carrington feature, from sunpy.map alone."""
+    m = sunpy.map.Map((product.data, product.header))
+    x, y = m.world_to_pixel(hpc_of_carrington(AR_LON, AR_LAT, m.reference_date))
+    return np.array([float(y.value), float(x.value)])
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        {"locunits": "stony", "x": STONY_X, "y": AR_LAT},
+        {
+            "locunits": "carrlong",
+            "x": AR_LON,
+            "y": AR_LAT,
+            "car_rot": int(sunpy_sun.carrington_rotation_number(Time(T_REF))),
+            "t_ref": "NotSpecified",
+        },
+    ],
+    ids=["stony", "carrlong"],
+)
+def test_tracked_carrington_feature_stays_within_two_pixels_over_eight_hours(location):
+    times = [Time(T_REF) + TimeDelta(h * 3600, format="sec") for h in (0, 4, 8)]
+    products = cutout(
+        [make_record(AIA, t) for t in times], boxunits="pixels", width=101, height=101, **location
+    )
+    assert len(products) == 3
+    for product in products:
+        np.testing.assert_allclose(feature_pixel(product), [50, 50], atol=2)
+
+
+def test_untracked_stony_box_drifts_by_the_rotation_sunpy_predicts():
+    t0, t1 = Time(T_REF), Time(T_REF) + TimeDelta(8 * 3600, format="sec")
+    first, last = cutout(
+        [make_record(AIA, t0), make_record(AIA, t1)],
+        locunits="stony",
+        boxunits="pixels",
+        width=301,
+        height=301,
+        x=STONY_X,
+        y=AR_LAT,
+        t=1,
+    )
+    drift = feature_pixel(last) - feature_pixel(first)
+    start = hpc_of_carrington(AR_LON, AR_LAT, Time(first.record.t_obs))
+    end = hpc_of_carrington(AR_LON, AR_LAT, Time(last.record.t_obs))
+    cdelt = first.header["CDELT1"]
+    expected = (
+        np.array([(end.Ty - start.Ty).to_value(u.arcsec), (end.Tx - start.Tx).to_value(u.arcsec)]) / cdelt
+    )
+    assert expected[1] > 100
+    np.testing.assert_allclose(drift, expected, atol=2)
+    # The box itself did not move on the CCD.
+    assert first.header["CRPIX1"] == pytest.approx(last.header["CRPIX1"], abs=2)
+
+
+def test_degrees_box_size_is_the_box_projected_at_central_meridian():
+    (product,) = cutout(
+        [make_record(AIA, T_REF)], locunits="stony", boxunits="degrees", x=0, y=0, width=5, height=3
+    )
+    h = product.header
+    rsun_pix = np.degrees(np.arcsin(h["RSUN_REF"] / h["DSUN_OBS"])) * 3600 / h["CDELT1"]
+    # Chord of 5 degrees of longitude (and 3 of latitude) on the disk, plus im_patch's one pixel.
+    assert product.data.shape[1] == pytest.approx(2 * rsun_pix * np.sin(np.radians(2.5)) + 1, abs=1.5)
+    assert product.data.shape[0] == pytest.approx(2 * rsun_pix * np.sin(np.radians(1.5)) + 1, abs=1.5)
+
+
+def test_degrees_box_is_placed_from_the_disk_centre_as_im_patch_does():
+    # im_patch adds the box's lower-left corner, projected relative to the DISK centre, to the
+    # tracked box centre; away from latitude B0 the patch therefore misses its target in y.
+    args = {"locunits": "stony", "boxunits": "degrees", "x": STONY_X, "y": AR_LAT, "width": 4, "height": 4}
+    (degrees,) = cutout([make_record(AIA, T_REF)], **args)
+    row, col = feature_pixel(degrees)
+    assert abs(col - (degrees.data.shape[1] - 1) / 2) <= 2
+    b0 = sunpy_sun.B0(Time(T_REF)).deg
+    rsun_pix = 960 / degrees.header["CDELT1"]
+    offset = rsun_pix * np.sin(np.radians(AR_LAT - b0))  # the target's distance from the equator of the view
+    assert row - (degrees.data.shape[0] - 1) / 2 == pytest.approx(-offset, abs=0.05 * abs(offset) + 3)
+
+
+@pytest.mark.parametrize("series", ["hmi.M_45s", "hmi.Ic_45s", "hmi.M_720s"])
+def test_every_hmi_series_is_rotated_north_up_with_output_keywords(series):
+    (product,) = cutout(
+        [make_record(series, T_REF, 3 if series.endswith("720s") else 2)], x=100, y=-200, width=40, height=40
+    )
+    h = product.header
+    assert abs(h["CROTA2"]) < 1
+    assert "Image rotated 180 degrees." in h["HISTORY"]
+    for key in (
+        "SOURCE",
+        "CRDELT1",
+        "CRDELT2",
+        "CRLN_OBS",
+        "HGCRLN",
+        "HGCRLT",
+        "HGCARROT",
+        "HGQUERY",
+        "DATE",
+    ):
+        assert key in h
+    assert product.spec.startswith(series + "_mod[")
+    centre, _ = world_of_centre(product)
+    assert abs(centre.Tx.to_value(u.arcsec) - 100) < h["CDELT1"]
+    assert abs(centre.Ty.to_value(u.arcsec) + 200) < h["CDELT1"]
+
+
+def test_continuum_shows_a_dark_spot_at_the_active_region():
+    (product,) = cutout(
+        [make_record("hmi.Ic_45s", T_REF)],
+        locunits="stony",
+        boxunits="pixels",
+        x=STONY_X,
+        y=AR_LAT,
+        width=61,
+        height=61,
+    )
+    assert product.header["CONTENT"] == "Tracked Extracted Patches, made by im_patch"
+    assert product.data[30, 30] < 0.6 * product.data[0, 0]
+
+
+# ----------------------------------------------------------------------------- aia.lev1 cadence
+
+
+def lev1_cutout(ds: str, lookup=None, **args):
+    args = {
+        "t_ref": T_REF,
+        "t": 0,
+        "r": 0,
+        "c": 0,
+        "locunits": "arcsec",
+        "boxunits": "pixels",
+        "x": 0,
+        "y": 0,
+        "width": 8,
+        "height": 8,
+        **args,
+    }
+    process = "n=0|im_patch," + ",".join(f"{k}={v}" for k, v in args.items())
+    lookup = lookup or Lookup()
+    records, _ = catalog.query(ds)
+    return impatch.run(records, process, "JSOC_20240101_001", lookup=lookup, ds=ds), lookup
+
+
+def obs_seconds(products) -> np.ndarray:
+    return np.array([(Time(p.record.t_obs) - Time(T_REF)).sec for p in products])
+
+
+def test_aia_lev1_cadence_takes_one_record_per_slot():
+    ds = "aia.lev1[2014.02.05_08:00:00_TAI/5m@60s][? WAVELNTH=171 ?]"
+    products, _ = lev1_cutout(ds, cadence="60s")
+    assert {p.header["WAVELNTH"] for p in products} == {171}
+    assert len(products) == 5
+    np.testing.assert_allclose(np.diff(obs_seconds(products)), 60, atol=12)
+    assert products[0].header["HGQUERY"].startswith("@/tmp/im_patch")
+
+
+def test_aia_lev1_cadence_skips_bad_images_for_their_neighbours():
+    ds = "aia.lev1[2014.02.05_08:00:00_TAI/5m@60s][? WAVELNTH=171 ?]"
+    good, _ = lev1_cutout(ds, cadence="60s")
+    bad_t_rec = good[2].header["T_REC"]
+    products, _ = lev1_cutout(ds, lookup=Lookup(bad_t_rec=(bad_t_rec,)), cadence="60s")
+    assert len(products) == 5
+    assert bad_t_rec not in [p.header["T_REC"] for p in products]
+    assert abs(obs_seconds(products)[2] - obs_seconds(good)[2]) == pytest.approx(12, abs=1)
+
+
+def test_aia_lev1_without_at_in_the_spec_ignores_cadence():
+    products, _ = lev1_cutout("aia.lev1[2014.02.05_08:00:00_TAI/2m][? WAVELNTH=171 ?]", cadence="60s")
+    assert len(products) == 10
+
+
+def test_aia_lev1_last_record_spec_builds_the_cadence_query_from_t_start_and_t_stop():
+    products, lookup = lev1_cutout(
+        "aia.lev1[$][? WAVELNTH=193 ?]",
+        cadence="1m",
+        t_start="2014.02.05_08:00:00_TAI",
+        t_stop="2014.02.05_08:04:00_TAI",
+    )
+    assert lookup.calls[-1] == "aia.lev1[2014.02.05_08:00:00_TAI-2014.02.05_08:04:00_TAI][? WAVELNTH=193 ?]"
+    assert len(products) == 4
+    assert {p.header["WAVELNTH"] for p in products} == {193}
+
+
+# ------------------------------------------------------------------------------------- aia_scale
+
+
+def test_aia_scale_writes_a_level_1p5_image_centred_on_the_sun():
+    rec = make_record(AIA, T_REF, 193)
+    (product,) = impatch.run([rec], "n=0|aia_scale_aialev1,wide=64,high=48", "JSOC_20240101_001")
+    h = product.header
+    assert product.data.shape == (48, 64)
+    assert (h["CDELT1"], h["CDELT2"], h["CROTA2"], h["LVL_NUM"]) == (
+        pytest.approx(0.6),
+        pytest.approx(0.6),
+        0,
+        1.5,
+    )
+    assert (h["CRPIX1"], h["CRPIX2"]) == (32.5, 24.5)
+    assert any("aia_lev1p5" in line for line in h["HISTORY"])
+    assert product.spec.startswith("aia.lev1_euv_12s_mod[")
+    centre = sunpy.map.Map((product.data, h)).pixel_to_world(31.5 * u.pix, 23.5 * u.pix)
+    assert abs(centre.Tx.to_value(u.arcsec)) < 1e-6
+    assert abs(centre.Ty.to_value(u.arcsec)) < 1e-6
+
+
+def test_aia_scale_before_im_patch_gives_a_north_up_point_six_arcsec_cutout():
+    rec = make_record(AIA, T_REF, 171)
+    process = (
+        "n=0|aia_scale_aialev1|im_patch,t_ref=2014-02-05T08:00:00,t=0,r=0,c=0,locunits=arcsec,"
+        "boxunits=arcsec,x=-300,y=150,width=120,height=60"
+    )
+    (product,) = impatch.run([rec], process, "JSOC_20240101_001", lookup=Lookup())
+    h = product.header
+    assert product.data.shape == (int(1 + 60 / 0.6), int(1 + 120 / 0.6))
+    assert h["CDELT1"] == pytest.approx(0.6)
+    assert h["CROTA2"] == 0
+    assert h["LVL_NUM"] == 1.5
+    assert h["CONTENT"] == "Tracked Extracted Patches, made by im_patch"
+    centre, _ = world_of_centre(product)
+    assert abs(centre.Tx.to_value(u.arcsec) + 300) < 0.6
+    assert abs(centre.Ty.to_value(u.arcsec) - 150) < 0.6
+
+
+def test_aia_scale_on_hmi_is_refused():
+    with pytest.raises(ProcessingError, match=r"hmi\.M_45s is not an AIA level-1 series"):
+        impatch.run(
+            [make_record(HMI, T_REF)], "n=0|aia_scale_other|im_patch,t_ref=2014-02-05T08:00:00", "JSOC_1"
+        )
+
+
+def test_aia_scale_after_im_patch_is_refused():
+    with pytest.raises(ProcessingError, match="aia_scale only before im_patch"):
+        impatch.run([make_record(AIA, T_REF)], "n=0|im_patch,x=0|aia_scale_aialev1", "JSOC_1")
+
+
+# ------------------------------------------------------------------------------------ CEA series
+
+
+def test_sharp_cea_series_cannot_be_cut_out():
+    records, _ = catalog.query("hmi.sharp_cea_720s[3563][2014.02.05_08:00:00_TAI]")
+    # The reference search puts a time range in the HARPNUM slot, which DRMS cannot parse.
+    with pytest.raises(ProcessingError, match="No input data found within 2-hours of t_ref"):
+        cutout(records, x=0, y=0, width=10, height=10)
+
+
+def test_cea_reference_image_fails_im_patch_ctype_check():
+    sharp, _ = catalog.query("hmi.sharp_cea_720s[3563][2014.02.05_08:00:00_TAI]")
+    with pytest.raises(ProcessingError, match="CTYPE1 not HPLN-TAN as required, is:  CRLN-CEA"):
+        cutout(sharp, lookup=lambda ds: (sharp, []), x=0, y=0, width=10, height=10)

@@ -488,3 +488,153 @@ def test_filenamefmt_expands_like_jsoc(fmt, name):
         count=3,
     )
     assert got == name
+
+
+# --- the wait hint and fault injection ------------------------------------------------------------
+
+
+def test_wait_counts_down_and_goes_negative_as_jsocs_fixed_guess():
+    now = [1.4e9]
+    with OfflineJSOC(staging_seconds=3600, clock=lambda: now[0]) as jsoc:
+        requestid = exp_request(jsoc)["requestid"]
+        now[0] += 4
+        assert exp_status(jsoc, requestid)["wait"] == 6
+        now[0] += 21
+        assert exp_status(jsoc, requestid)["wait"] == -15
+
+
+def info(jsoc):
+    return requests.get(cgi(jsoc, "jsoc_info"), params={"op": "series_struct", "ds": "hmi.M_45s"}, timeout=10)
+
+
+def test_cgi_500_and_429_faults_answer_without_running_the_program(offline_jsoc):
+    offline_jsoc.faults.set(cgi_500=1.0)
+    assert info(offline_jsoc).status_code == 500
+    offline_jsoc.faults.set(cgi_500=0.0, cgi_429=1.0, retry_after=4)
+    response = info(offline_jsoc)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "4"
+    assert offline_jsoc.calls["series_struct"] == 0
+    assert offline_jsoc.faults.injected == {"cgi_500": 1, "cgi_429": 1}
+
+
+def test_cgi_reset_fault_closes_the_connection_without_an_answer(offline_jsoc):
+    offline_jsoc.faults.cgi_reset = 1.0
+    with pytest.raises(requests.ConnectionError):
+        info(offline_jsoc)
+    assert offline_jsoc.faults.injected["cgi_reset"] == 1
+
+
+def test_cgi_cut_fault_runs_the_program_and_cuts_its_answer(slow_jsoc):
+    slow_jsoc.faults.cgi_cut = 1.0
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        requests.post(
+            cgi(slow_jsoc, "jsoc_fetch"),
+            data={"op": "exp_request", "ds": DS_171, "process": PROCESS, "notify": "test@example.org"},
+            timeout=10,
+        )
+    assert len(slow_jsoc.exports) == 1  # the export was taken; only its answer was lost
+
+
+def test_cgi_faults_can_be_limited_to_some_ops(offline_jsoc):
+    offline_jsoc.faults.set(cgi_500=1.0, cgi_ops={"exp_status"})
+    assert info(offline_jsoc).status_code == 200
+    assert (
+        requests.get(cgi(offline_jsoc, "jsoc_fetch"), params={"op": "exp_status"}, timeout=10).status_code
+        == 500
+    )
+
+
+def test_max_faults_stops_the_faults_after_that_many(offline_jsoc):
+    offline_jsoc.faults.set(cgi_500=1.0, max_faults=2)
+    assert [info(offline_jsoc).status_code for _ in range(3)] == [500, 500, 200]
+
+
+def test_seeded_faults_repeat(offline_jsoc):
+    def pattern():
+        offline_jsoc.faults.seed(7)
+        return [info(offline_jsoc).status_code for _ in range(12)]
+
+    offline_jsoc.faults.cgi_500 = 0.5
+    first = pattern()
+    assert first == pattern()
+    assert set(first) == {200, 500}
+
+
+def get_file(jsoc, body, **headers):
+    url = jsoc.url + body["dir"].lstrip("/") + "/" + body["data"][0]["filename"]
+    return requests.get(url, headers=headers, timeout=10)
+
+
+def served_bytes(jsoc, body):
+    return jsoc.manager.file_for(body["dir"] + "/" + body["data"][0]["filename"]).read_bytes()
+
+
+@pytest.fixture
+def fresh_done_export():
+    with OfflineJSOC(staging_seconds=0.2) as jsoc:
+        body = wait_done(jsoc, exp_request(jsoc)["requestid"])
+        yield jsoc, body
+
+
+def test_download_truncate_fault_sends_a_short_file_that_looks_whole(fresh_done_export):
+    jsoc, body = fresh_done_export
+    jsoc.faults.download_truncate = 1.0
+    response = get_file(jsoc, body)
+    whole = served_bytes(jsoc, body)
+    assert int(response.headers["Content-Length"]) == len(response.content) < len(whole)
+    assert whole.startswith(response.content)
+
+
+def test_download_corrupt_fault_changes_one_byte(fresh_done_export):
+    jsoc, body = fresh_done_export
+    jsoc.faults.download_corrupt = 1.0
+    got, whole = get_file(jsoc, body).content, served_bytes(jsoc, body)
+    assert len(got) == len(whole)
+    assert sum(a != b for a, b in zip(got, whole, strict=True)) == 1
+
+
+def test_download_cut_fault_sends_less_than_its_content_length(fresh_done_export):
+    jsoc, body = fresh_done_export
+    jsoc.faults.download_cut = 1.0
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        get_file(jsoc, body)
+    assert jsoc.faults.injected["download_cut"] == 1
+
+
+def test_ignore_range_answers_a_range_request_with_the_whole_file(fresh_done_export):
+    jsoc, body = fresh_done_export
+    jsoc.faults.ignore_range = True
+    response = get_file(jsoc, body, Range="bytes=100-")
+    assert response.status_code == 200
+    assert response.content == served_bytes(jsoc, body)
+
+
+def test_status6_polls_answer_status_6_to_the_first_polls_of_a_new_export(slow_jsoc):
+    slow_jsoc.faults.status6_polls = 2
+    requestid = exp_request(slow_jsoc)["requestid"]
+    assert [exp_status(slow_jsoc, requestid)["status"] for _ in range(3)] == [6, 6, 2]
+
+
+def test_malicious_tar_holds_a_traversal_an_absolute_path_a_symlink_and_a_device():
+    with OfflineJSOC(staging_seconds=0.2, faults={"malicious_tar": True}) as jsoc:
+        body = wait_done(jsoc, exp_request(jsoc, method="url-tar")["requestid"])
+        data = requests.get(jsoc.url + body["tarfile"].lstrip("/"), timeout=10).content
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["../escaped.fits"].isreg()
+    assert members["/tmp/offline-jsoc-absolute.fits"].isreg()
+    assert members["./link.fits"].issym()
+    assert members["./device.fits"].ischr()
+    assert jsoc.faults.injected["malicious_tar"] == 1
+
+
+def test_retention_can_be_shortened_while_running(fresh_done_export):
+    jsoc, body = fresh_done_export
+    jsoc.retention_seconds = 0
+    assert exp_status(jsoc, body["requestid"])["status"] == 5
+
+
+def test_unknown_fault_knob_is_refused(offline_jsoc):
+    with pytest.raises(TypeError, match="knob"):
+        offline_jsoc.faults.set(latency=1)

@@ -5,6 +5,7 @@ import re
 import astropy.units as u
 import pytest
 from astropy.coordinates import SkyCoord
+from astropy.time import Time
 from sunpy.coordinates import frames
 from sunpy.net import attrs as a
 
@@ -248,7 +249,7 @@ def test_segment_attr_selects_segments():
             EUV,
             "width and height must be in the same kind of unit",
         ),
-        ({"scale": a.jsoc_cutout.Scale(True)}, EUV, "Scale(True) is not supported yet"),
+        ({"scale": a.jsoc_cutout.Scale(True)}, HMI, "Scale: hmi.M_45s is not an AIA level-1 series"),
         ({"notify": a.jsoc.Notify("me@localhost")}, EUV, "'me@localhost' is not an email address"),
         ({"segment": a.jsoc.Segment("magnetogram")}, EUV, "magnetogram is not a segment of aia.lev1_euv_12s"),
         ({"series": a.jsoc.Series("hmi.M_45s")}, HMI, "hmi.M_45s is not indexed by wavelength"),
@@ -304,3 +305,398 @@ def test_series_step_strings(step, seconds):
 
 def _literal(text):
     return re.escape(text)
+
+
+# --- every location mode, checked against sunpy.coordinates --------------------------------
+
+T0 = "2014-02-05T08:00:00"
+AIA_LEV1 = plan.SeriesInfo(
+    name="aia.lev1",
+    primekeys=("T_REC", "FSN"),
+    time_keys=frozenset({"T_REC", "T_OBS"}),
+    step=1.0,
+    segments=("image", "spikes"),
+)
+HMI_720 = plan.SeriesInfo(
+    name="hmi.M_720s",
+    primekeys=("T_REC", "CAMERA"),
+    time_keys=frozenset({"T_REC", "T_OBS"}),
+    step=720.0,
+    segments=("magnetogram",),
+)
+
+
+def stony(lon, lat, obstime=T0):
+    return SkyCoord(lon * u.deg, lat * u.deg, frame=frames.HeliographicStonyhurst(obstime=obstime))
+
+
+def carrington(lon, lat, obstime=T0):
+    return SkyCoord(
+        lon * u.deg, lat * u.deg, frame=frames.HeliographicCarrington(obstime=obstime, observer="earth")
+    )
+
+
+def box(center, width=200 * u.arcsec, height=100 * u.arcsec):
+    return a.jsoc_cutout.Cutout(center=center, width=width, height=height)
+
+
+def im_patch_args(export):
+    step = export.process("2014-02-05T08:00:01Z", "2014-02-05T15:59:01Z").split("|")[-1]
+    return dict(item.split("=", 1) for item in step.split(",")[1:])
+
+
+def test_stonyhurst_centre_is_sent_as_stony_at_its_obstime():
+    args = im_patch_args(plan_of(*walkthrough(cutout=box(stony(-20, 10, obstime="2014-02-05T09:00")))))
+    assert (args["locunits"], args["x"], args["y"]) == ("stony", "-20", "10")
+    assert args["t_ref"] == "2014-02-05T09:00:00.000"
+    assert "car_rot" not in args
+
+
+def test_stonyhurst_centre_from_a_carrington_point_matches_sunpy():
+    # A Carrington point given at t_ref, sent as stony: its Stonyhurst longitude at t_ref.
+    point = carrington(120, -8)
+    expected = point.transform_to(frames.HeliographicStonyhurst(obstime=T0))
+    export = plan_of(*walkthrough(cutout=box(point)))
+    # (a Carrington centre goes as carrlong; the stony form of the same point is checked here)
+    args = im_patch_args(plan_of(*walkthrough(cutout=box(expected))))
+    assert float(args["x"]) == pytest.approx(expected.lon.wrap_at(180 * u.deg).to_value(u.deg), abs=1e-3)
+    assert export.impatch.locunits == "carrlong"
+
+
+def test_carrington_centre_sends_carrlong_with_the_rotation_crossing_nearest_t_ref():
+    from sunpy.coordinates import sun
+
+    export = plan_of(*walkthrough(cutout=box(carrington(100, 10))))
+    args = im_patch_args(export)
+    assert (args["locunits"], args["x"], args["y"]) == ("carrlong", "100", "10")
+    car_rot = int(args["car_rot"])
+    # Independently: the time longitude 100 is on the meridian in each candidate rotation.
+    crossings = {
+        n: sun.carrington_rotation_time(n, longitude=100 * u.deg) for n in (car_rot - 1, car_rot, car_rot + 1)
+    }
+    nearest = min(crossings, key=lambda n: abs((crossings[n] - Time(T0)).to_value(u.day)))
+    assert car_rot == nearest == 2146
+    # im_patch's order: t_ref, then car_rot, then x.
+    step = export.process("A", "B")
+    assert ",t_ref=2014-02-05T08:00:00.000,car_rot=2146,x=100,y=10," in step
+
+
+def test_carrington_rotation_wraps_for_a_longitude_that_crossed_just_before_a_new_rotation():
+    from sunpy.coordinates import sun
+
+    # L0 at T0 is about 84 degrees: longitude 2 crosses the meridian about 6 days later, 170
+    # crossed about 6 days earlier; either way the crossing chosen is the nearest one.
+    for lon in (2, 170, 84):
+        car_rot = int(im_patch_args(plan_of(*walkthrough(cutout=box(carrington(lon, 0)))))["car_rot"])
+        crossing = sun.carrington_rotation_time(car_rot, longitude=lon * u.deg)
+        assert abs((crossing - Time(T0)).to_value(u.day)) <= 27.3 / 2 + 0.1
+
+
+def test_carrington_centre_requires_tracking():
+    with pytest.raises(ValueError, match=_literal("Tracking(False) cannot be used with a Carrington centre")):
+        plan_of(*walkthrough(cutout=box(carrington(100, 10)), tracking=a.jsoc_cutout.Tracking(False)))
+
+
+@pytest.mark.parametrize("centre", [stony(150, 0), carrington(270, 0)], ids=["stony", "carrington"])
+def test_heliographic_centre_on_the_far_side_is_refused(centre):
+    with pytest.raises(ValueError, match="is on the far side of the Sun at 2014-02-05T08:00"):
+        plan_of(*walkthrough(cutout=box(centre)))
+
+
+def test_degrees_box_is_sent_in_degrees_and_sized_with_sunpy():
+    export = plan_of(*walkthrough(cutout=box(stony(0, 20), width=10 * u.deg, height=6 * u.deg)))
+    args = im_patch_args(export)
+    assert (args["boxunits"], args["width"], args["height"]) == ("degrees", "10", "6")
+    corners = SkyCoord(
+        [-5, 5] * u.deg, [17, 23] * u.deg, 695700 * u.km, frame=frames.HeliographicStonyhurst(obstime=T0)
+    ).transform_to(frames.Helioprojective(observer="earth", obstime=T0))
+    width_px = abs(corners.Tx[1] - corners.Tx[0]).to_value(u.arcsec) / 0.6
+    assert export.box_pixels[0] == pytest.approx(width_px, rel=0.02)
+
+
+def test_degrees_box_wider_than_a_hemisphere_is_refused():
+    with pytest.raises(ValueError, match="more than a hemisphere"):
+        plan_of(*walkthrough(cutout=box(stony(0, 0), width=200 * u.deg, height=10 * u.deg)))
+
+
+def test_stonyhurst_corners_give_a_stony_centre_and_degree_box():
+    export = plan_of(
+        *walkthrough(cutout=a.jsoc_cutout.Cutout(bottom_left=stony(-30, -10), top_right=stony(-10, 20)))
+    )
+    impatch = export.impatch
+    assert (impatch.locunits, impatch.boxunits) == ("stony", "degrees")
+    assert (impatch.x, impatch.y, impatch.width, impatch.height) == pytest.approx((-20, 5, 20, 30))
+
+
+def test_carrington_corners_across_zero_longitude_stay_a_small_box():
+    export = plan_of(
+        *walkthrough(
+            cutout=a.jsoc_cutout.Cutout(bottom_left=carrington(80, 0), top_right=carrington(100, 10))
+        )
+    )
+    assert (export.impatch.locunits, export.impatch.boxunits) == ("carrlong", "degrees")
+    assert (export.impatch.x, export.impatch.width) == pytest.approx((90, 20))
+    wrapped = plan_of(
+        *walkthrough(
+            cutout=a.jsoc_cutout.Cutout(bottom_left=carrington(355, 0), top_right=carrington(5, 10))
+        ),
+        series=EUV,
+    )
+    assert wrapped.impatch.width == pytest.approx(10)
+    assert wrapped.impatch.x in (pytest.approx(0), pytest.approx(360))
+
+
+def test_corners_in_two_frames_meet_in_the_frame_of_the_first():
+    second = hpc(300, 150).transform_to(frames.HeliographicStonyhurst(obstime=T0))
+    export = plan_of(*walkthrough(cutout=a.jsoc_cutout.Cutout(bottom_left=hpc(-100, -50), top_right=second)))
+    assert export.impatch.locunits == "arcsec"
+    assert (export.impatch.x, export.impatch.width) == pytest.approx((100, 400), abs=0.01)
+
+
+def test_pixel_corners_give_a_pixel_box():
+    export = plan_of(
+        *walkthrough(
+            cutout=a.jsoc_cutout.Cutout(bottom_left=(1000, 1200) * u.pix, top_right=(1400, 1500) * u.pix)
+        )
+    )
+    args = im_patch_args(export)
+    assert (args["locunits"], args["boxunits"], args["x"], args["y"]) == ("pixels", "pixels", "1200", "1350")
+    assert (args["width"], args["height"]) == ("400", "300")
+
+
+def test_t_ref_more_than_four_hours_from_the_data_is_refused():
+    with pytest.raises(ValueError, match="im_patch places the box on an image within 4 hours of t_ref"):
+        plan_of(*walkthrough(cutout=box(hpc(0, 0, obstime="2014-02-04T20:00"))))
+
+
+def test_t_ref_within_four_hours_of_the_data_is_fine():
+    export = plan_of(*walkthrough(cutout=box(hpc(0, 0, obstime="2014-02-05T04:30"))))
+    assert export.impatch.t_ref == "2014-02-05T04:30:00.000"
+
+
+def test_t_ref_far_from_the_data_is_fine_without_tracking():
+    export = plan_of(
+        *walkthrough(cutout=box(hpc(0, 0, obstime="2014-02-01")), tracking=a.jsoc_cutout.Tracking(False))
+    )
+    assert ",t=1," in export.process("2014-02-05T08:00:01Z", "B")
+
+
+def test_check_t_ref_is_pure_and_symmetric():
+    start, end = Time("2014-02-05T08:00"), Time("2014-02-05T16:00")
+    plan.check_t_ref(Time("2014-02-05T19:59"), start, end)
+    with pytest.raises(ValueError, match=_literal("4.1 hours from the query's time range")):
+        plan.check_t_ref(Time("2014-02-05T20:06"), start, end)
+
+
+# --- aia.lev1, Scale, HMI -------------------------------------------------------------------
+
+
+def test_aia_lev1_selects_the_wavelength_with_a_where_clause():
+    export = plan_of(
+        *walkthrough(series=a.jsoc.Series("aia.lev1"), wavelength=a.jsoc_cutout.Wavelength(171 * u.AA)),
+        series=AIA_LEV1,
+    )
+    assert export.record_set == (
+        "aia.lev1[2014.02.05_08:00:35_TAI-2014.02.05_16:00:35_TAI][? WAVELNTH=171 ?]{image}"
+    )
+    assert export.where == "WAVELNTH=171"
+
+
+def test_aia_lev1_several_wavelengths_use_in():
+    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1")), series=AIA_LEV1)
+    assert export.record_set.endswith("][? WAVELNTH IN (171,193,211,304) ?]{image}")
+
+
+def test_aia_lev1_sample_goes_to_im_patch_cadence_not_the_record_set():
+    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1")), series=AIA_LEV1)
+    assert "@" not in export.record_set
+    assert ",cadence=60s," in export.process("A", "B")
+
+
+def test_aia_lev1_sample_finer_than_the_channel_cadence_is_refused():
+    with pytest.raises(
+        ValueError, match=_literal("a.Sample: 12 s is finer than the 24 s cadence of the channels")
+    ):
+        plan_of(
+            *walkthrough(
+                series=a.jsoc.Series("aia.lev1"),
+                wavelength=a.jsoc_cutout.Wavelength(1600 * u.AA),
+                sample=a.Sample(12 * u.s),
+            ),
+            series=AIA_LEV1,
+        )
+
+
+def test_aia_lev1_filename_format_names_the_channel():
+    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1")), series=AIA_LEV1)
+    assert export.filenamefmt == "aia.lev1.{T_REC:A}.{WAVELNTH}.{FSN}.{segment}"
+
+
+def test_sample_that_is_not_whole_slots_is_refused():
+    with pytest.raises(
+        ValueError, match=r"a\.Sample: 50 s is not a whole number of the 12 s slots.*use 48 s or 60 s"
+    ):
+        plan_of(*walkthrough(sample=a.Sample(50 * u.s)))
+
+
+def test_scale_runs_aia_scale_aialev1_before_im_patch():
+    export = plan_of(*walkthrough(scale=a.jsoc_cutout.Scale(True)))
+    assert export.process("A", "B").startswith("n=0|aia_scale_aialev1|im_patch,t_start=A,")
+
+
+def test_scale_on_aia_lev1_uses_aia_scale_orig():
+    export = plan_of(
+        *walkthrough(series=a.jsoc.Series("aia.lev1"), scale=a.jsoc_cutout.Scale(True)), series=AIA_LEV1
+    )
+    assert export.process("A", "B").startswith("n=0|aia_scale_orig|im_patch,")
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("aia.lev1", "aia_scale_orig"),
+        ("aia.lev1_euv_12s", "aia_scale_aialev1"),
+        ("AIA.lev1_uv_24s", "aia_scale_aialev1"),
+    ],
+)
+def test_aia_scale_step_follows_the_web_form(name, step):
+    assert plan.aia_scale_step(EUV.__class__(name, ("T_REC",), frozenset(), 12.0, ("image",))) == step
+
+
+def test_scaled_arcsec_box_is_sized_at_0_6_arcsec_per_pixel():
+    export = plan_of(
+        *walkthrough(
+            cutout=box(hpc(0, 0), width=300 * u.arcsec, height=150 * u.arcsec),
+            scale=a.jsoc_cutout.Scale(True),
+        )
+    )
+    assert export.box_pixels == pytest.approx((500, 250))
+    assert export.size_ratio == pytest.approx(500 * 250 / 4096**2)
+
+
+def test_without_scale_no_aia_scale_step():
+    assert plan_of(*walkthrough()).process("A", "B").startswith("n=0|im_patch,")
+
+
+@pytest.mark.parametrize(("name", "segment"), [("hmi.Ic_45s", "continuum"), ("hmi.M_720s", "magnetogram")])
+def test_hmi_series_are_queried_by_time_with_their_camera_key(name, segment):
+    info = plan.SeriesInfo(name, ("T_REC", "CAMERA"), frozenset({"T_REC"}), 45.0, (segment,))
+    export = plan_of(*walkthrough(series=a.jsoc.Series(name), wavelength=None, sample=None), series=info)
+    assert export.record_set == f"{name}[2014.02.05_08:00:35_TAI-2014.02.05_16:00:35_TAI]{{{segment}}}"
+    assert export.filenamefmt == f"{name}.{{T_REC:A}}.{{CAMERA}}.{{segment}}"
+
+
+def test_hmi_arcsec_box_uses_the_hmi_plate_scale():
+    export = plan_of(
+        *walkthrough(
+            series=a.jsoc.Series("hmi.M_720s"),
+            wavelength=None,
+            sample=None,
+            cutout=box(hpc(0, 0), 504 * u.arcsec, 252 * u.arcsec),
+        ),
+        series=HMI_720,
+    )
+    assert export.box_pixels == pytest.approx((1000, 500))
+
+
+def test_cea_series_is_refused_by_name():
+    cea = plan.SeriesInfo("hmi.sharp_cea_720s", ("HARPNUM", "T_REC"), frozenset({"T_REC"}), None, ("Br",))
+    with pytest.raises(
+        ValueError, match=r"hmi\.sharp_cea_720s holds CEA .* im_patch cuts only helioprojective"
+    ):
+        plan_of(*walkthrough(series=a.jsoc.Series("hmi.sharp_cea_720s"), wavelength=None), series=cea)
+
+
+def test_series_dims_come_from_series_struct():
+    body = {"primekeys": ["T_REC"], "segments": [{"name": "image", "dims": "4096x4096"}]}
+    assert plan.SeriesInfo.from_series_struct("x", body).dims == (4096, 4096)
+
+
+# --- NOAA active regions --------------------------------------------------------------------
+
+NOAA_LISTING = {
+    "ObservationTime": [
+        "2014.02.01_00:00:00_UT",
+        "2014.02.04_00:00:00_UT",
+        "2014.02.05_00:00:00_UT",
+        "2014.02.06_00:00:00_UT",
+    ],
+    "LatitudeHG": ["-12", "-11", "-11", "-12"],
+    "LongitudeCM": ["-50", "-8", "5", "18"],
+}
+
+
+def test_short_noaa_numbers_get_10000_added_as_on_the_web_form():
+    assert a.jsoc_cutout.ActiveRegion(1967).number == 11967
+    assert a.jsoc_cutout.ActiveRegion(11967).number == 11967
+    assert plan.noaa_record_set(a.jsoc_cutout.ActiveRegion(1967)) == "su_rsb.NOAA_ActiveRegions[][11967]"
+
+
+def test_active_region_picks_the_report_nearest_the_central_meridian():
+    region = plan.pick_active_region(a.jsoc_cutout.ActiveRegion(11967), NOAA_LISTING)
+    assert (region.longitude, region.latitude) == (5.0, -11.0)
+    assert region.t_ref.isot == "2014-02-05T00:00:00.000"
+
+
+def test_active_region_skips_reports_with_missing_values():
+    listing = {
+        key: [*values, bad]
+        for (key, values), bad in zip(NOAA_LISTING.items(), ["MISSING", "nan", "0"], strict=True)
+    }
+    assert plan.pick_active_region(a.jsoc_cutout.ActiveRegion(11967), listing).longitude == 5.0
+
+
+def test_unknown_active_region_is_an_error_naming_it():
+    with pytest.raises(
+        ValueError, match=_literal("ActiveRegion: NOAA 19999 is not in JSOC's su_rsb.NOAA_ActiveRegions")
+    ):
+        plan.pick_active_region(a.jsoc_cutout.ActiveRegion(19999), {"count": []})
+
+
+def test_active_region_is_sent_as_stony_with_its_report_time():
+    region = plan.pick_active_region(a.jsoc_cutout.ActiveRegion(11967), NOAA_LISTING)
+    (params,) = walker.create(
+        a.AttrAnd(walkthrough(cutout=box(a.jsoc_cutout.ActiveRegion(11967), 300 * u.arcsec, 300 * u.arcsec)))
+    )
+    export = plan.make_plan(params, EUV, region=region)
+    args = im_patch_args(export)
+    assert (args["locunits"], args["t_ref"], args["x"], args["y"]) == (
+        "stony",
+        "2014-02-05T00:00:00.000",
+        "5",
+        "-11",
+    )
+    assert export.impatch.describe().startswith('300x300" at NOAA 11967 at Stonyhurst (5, -11) deg')
+
+
+def test_active_region_must_be_looked_up_first():
+    (params,) = walker.create(a.AttrAnd(walkthrough(cutout=box(a.jsoc_cutout.ActiveRegion(11967)))))
+    with pytest.raises(ValueError, match="NOAA 11967 has not been looked up"):
+        plan.make_plan(params, EUV)
+
+
+def test_active_region_on_the_far_side_during_the_query_is_refused():
+    region = plan.pick_active_region(a.jsoc_cutout.ActiveRegion(11967), NOAA_LISTING)
+    (params,) = walker.create(
+        a.AttrAnd(
+            walkthrough(
+                time=a.Time("2014-02-20T00:00", "2014-02-20T01:00"),
+                cutout=box(a.jsoc_cutout.ActiveRegion(11967)),
+            )
+        )
+    )
+    with pytest.raises(ValueError, match=r"NOAA 11967 .* is on the far side of the Sun at 2014-02-20T00:00"):
+        plan.make_plan(params, EUV, region=region)
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [
+        ("2014.02.05_00:00:00_UT", "2014-02-05T00:00:00.000"),
+        ("2014.02.05_00:00_TAI", "2014-02-04T23:59:25.000"),
+        ("2014-02-05T08:00:01Z", "2014-02-05T08:00:01.000"),
+        ("2014.02.05", "2014-02-05T00:00:00.000"),
+    ],
+)
+def test_drms_times_are_parsed(text, iso):
+    assert plan.parse_drms_time(text).isot == iso

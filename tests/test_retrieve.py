@@ -1,11 +1,13 @@
 """Tests of `sunpy_jsoc_cutout.retrieve`: downloads from a loopback server, tar safety, FITS checks."""
 
-import functools
+import collections
 import io
 import json
+import re
 import tarfile
 import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +25,112 @@ NAMES = [
 ]
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+class ScriptedFiles:
+    """
+    A loopback file server with Range support and a script of faults for the next GETs.
+
+    A fault is "reset" (close without answering), "cut" (Content-Length of the whole, half the
+    body, close), "corrupt" (one byte changed), "ignore-range" (HTTP 200 and the whole file to a
+    Range request), "bad-range" (a 206 that starts at byte 0), or an HTTP code with optional
+    headers: (503, {}), (429, {"Retry-After": "3"}).
+    """
+
+    def __init__(self, root):
+        self.root = root
+        self.faults = deque()
+        self.gets = []  # (path, Range header or None) of every GET
+        handler = self._handler()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.handle_error = lambda request, address: None
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+
+    def _handler(self):
+        files = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, head):
+                path = files.root / self.path.lstrip("/")
+                if not head:
+                    files.gets.append((self.path, self.headers.get("Range")))
+                fault = files.faults.popleft() if files.faults and not head else None
+                if fault == "reset":
+                    self.close_connection = True
+                    return
+                if isinstance(fault, tuple):
+                    code, headers = fault
+                    self.send_response(code)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                size = len(data)
+                wanted = self.headers.get("Range")
+                match = re.fullmatch(r"bytes=(\d+)-", wanted or "")
+                if fault == "bad-range" and match:
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes 0-{size - 1}/{size}")
+                elif match and fault != "ignore-range":
+                    start = int(match.group(1))
+                    if start >= size:
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{size}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                    data = data[start:]
+                else:
+                    self.send_response(200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if head:
+                    return
+                if fault == "corrupt":
+                    data = corrupt(data)
+                if fault == "cut":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(head=False)
+
+            def do_HEAD(self):
+                self._send(head=True)
+
+        return Handler
 
 
 @pytest.fixture
-def server(tmp_path):
-    """A loopback HTTP server serving tmp_path/"served"; yields (root folder, base URL)."""
+def files(tmp_path):
+    """A ScriptedFiles server serving tmp_path/"served"."""
     root = tmp_path / "served"
     (root / DIR).mkdir(parents=True)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    server = ScriptedFiles(root)
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@pytest.fixture
+def server(files):
+    """(root folder, base URL) of the file server."""
+    return files.root, files.url
 
 
 @pytest.fixture
@@ -107,6 +199,7 @@ def jsoc_tar_members(files):
 
 
 def fetch(body, urls, out, **kwargs):
+    kwargs.setdefault("sleep", lambda seconds: None)
     return fetch_export(body, urls, lambda name: out / name, progress=False, **kwargs)
 
 
@@ -308,3 +401,181 @@ def test_two_files_with_one_target_are_reported(server, tmp_path):
     )
     assert list(results) == [str(tmp_path / "same.fits")]
     assert "same target" in error_text(results)
+
+
+# -- retries ----------------------------------------------------------------------------------
+
+
+def url_of(base, name):
+    return f"{base}{DIR}/{name}"
+
+
+def one_file(files, name=NAMES[0], data=None):
+    (files.root / DIR / name).write_bytes(data if data is not None else fits_bytes())
+    return status_body([name]), [url_of(files.url, name)]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [(503, {})],
+        [(500, {})],
+        [(429, {})],
+        # aiohttp itself tries a request again once when a kept-alive connection drops.
+        ["reset", "reset"],
+        ["cut"],
+    ],
+)
+def test_a_transient_download_failure_is_retried_after_a_backoff(files, out, faults):
+    body, urls = one_file(files)
+    files.faults.extend(faults)
+    sleeps, stats = [], collections.Counter()
+    results = fetch(body, urls, out, sleep=sleeps.append, stats=stats)
+    assert results.errors == [], error_text(results)
+    assert list(results) == [str(out / NAMES[0])]
+    assert verify_fits(out / NAMES[0]) is None
+    assert stats["retries"] == 1
+    assert len(sleeps) == 1
+    assert sleeps[0] > 0
+
+
+def test_retry_after_of_a_429_download_is_honoured(files, out):
+    body, urls = one_file(files)
+    files.faults.append((429, {"Retry-After": "7"}))
+    sleeps = []
+    assert list(fetch(body, urls, out, sleep=sleeps.append)) == [str(out / NAMES[0])]
+    assert sleeps[0] >= 7
+
+
+def test_a_download_that_keeps_failing_is_reported_after_its_retries(files, out):
+    body, urls = one_file(files)
+    files.faults.extend([(503, {})] * 10)
+    results = fetch(body, urls, out, retries=2)
+    assert list(results) == []
+    assert "after 3 tries: HTTP 503" in error_text(results)
+    assert len(files.gets) == 3
+
+
+def test_a_404_download_is_not_retried(files, out):
+    results = fetch(status_body(NAMES[:1]), [url_of(files.url, NAMES[0])], out)
+    assert "HTTP 404" in error_text(results)
+    assert len(files.gets) == 1
+
+
+def test_a_file_corrupted_in_transit_is_downloaded_again(files, out):
+    body, urls = one_file(files)
+    files.faults.append("corrupt")
+    stats = collections.Counter()
+    results = fetch(body, urls, out, stats=stats)
+    assert results.errors == [], error_text(results)
+    assert verify_fits(out / NAMES[0]) is None
+    assert stats["redownloads"] == 1
+
+
+def test_a_tar_corrupted_in_transit_is_downloaded_again_and_each_file_published_once(files, out):
+    write_tar(files.root, jsoc_tar_members({name: fits_bytes(i) for i, name in enumerate(NAMES)}))
+    files.faults.append("corrupt")
+    published = []
+    results = fetch(
+        status_body(tar=True),
+        [f"{files.url}{DIR}/{RID}.tar"],
+        out,
+        on_file=lambda name, path: published.append(name),
+    )
+    assert results.errors == [], error_text(results)
+    assert sorted(results) == sorted(str(out / name) for name in NAMES)
+    assert sorted(published) == sorted(NAMES)
+    assert files_under(out) == sorted(NAMES)
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+
+def leave_partial(out, name, data):
+    """What an interrupted run leaves: the first bytes of a download in the partial folder."""
+    folder = out / PARTIAL_DIR / RID
+    folder.mkdir(parents=True)
+    (folder / name).write_bytes(data)
+
+
+def test_a_partial_file_of_an_interrupted_run_is_continued_with_range(files, out):
+    data = fits_bytes()
+    body, urls = one_file(files, data=data)
+    leave_partial(out, NAMES[0], data[:3000])
+    stats = collections.Counter()
+    results = fetch(body, urls, out, stats=stats)
+    assert results.errors == [], error_text(results)
+    assert files.gets == [(f"/{DIR}/{NAMES[0]}", "bytes=3000-")]
+    assert (out / NAMES[0]).read_bytes() == data
+    assert stats["resumed"] == 1
+    assert files_under(out) == [NAMES[0]]
+
+
+def test_a_server_answering_200_to_range_gets_a_download_from_zero(files, out):
+    data = fits_bytes()
+    body, urls = one_file(files, data=data)
+    leave_partial(out, NAMES[0], b"X" * 3000)  # would be spliced in if the 200 were appended
+    files.faults.append("ignore-range")
+    stats = collections.Counter()
+    results = fetch(body, urls, out, stats=stats)
+    assert results.errors == [], error_text(results)
+    assert (out / NAMES[0]).read_bytes() == data
+    assert stats["restarted"] == 1
+    assert files.gets[-1][1] in (None, "bytes=0-")  # parfive asks for the whole file
+
+
+def test_a_206_that_starts_elsewhere_is_not_spliced(files, out):
+    data = fits_bytes()
+    body, urls = one_file(files, data=data)
+    leave_partial(out, NAMES[0], b"X" * 3000)
+    files.faults.append("bad-range")
+    results = fetch(body, urls, out)
+    assert results.errors == [], error_text(results)
+    assert (out / NAMES[0]).read_bytes() == data
+
+
+def test_a_complete_partial_file_is_published_without_downloading_it_again(files, out):
+    data = fits_bytes()
+    body, urls = one_file(files, data=data)
+    leave_partial(out, NAMES[0], data)
+    results = fetch(body, urls, out)
+    assert list(results) == [str(out / NAMES[0])]
+    assert files.gets == [(f"/{DIR}/{NAMES[0]}", f"bytes={len(data)}-")]  # answered 416
+
+
+def test_a_resumed_file_that_fails_verification_is_downloaded_from_zero(files, out):
+    data = fits_bytes()
+    body, urls = one_file(files, data=data)
+    leave_partial(out, NAMES[0], b"X" * 3000)  # garbage from a changed file
+    results = fetch(body, urls, out)
+    assert results.errors == [], error_text(results)
+    assert (out / NAMES[0]).read_bytes() == data
+    assert files.gets[0][1] == "bytes=3000-"
+    assert files.gets[-1][1] in (None, "bytes=0-")
+
+
+def test_a_partial_tar_is_continued_with_range(files, out):
+    path = write_tar(files.root, jsoc_tar_members({name: fits_bytes(i) for i, name in enumerate(NAMES)}))
+    leave_partial(out, f"{RID}.tar", path.read_bytes()[:5000])
+    results = fetch(status_body(tar=True), [f"{files.url}{DIR}/{RID}.tar"], out)
+    assert results.errors == [], error_text(results)
+    assert sorted(results) == sorted(str(out / name) for name in NAMES)
+    assert files.gets == [(f"/{DIR}/{RID}.tar", "bytes=5000-")]
+
+
+# -- hooks ------------------------------------------------------------------------------------
+
+
+def test_on_file_is_told_of_every_published_and_every_kept_file(files, out):
+    for i, name in enumerate(NAMES):
+        (files.root / DIR / name).write_bytes(fits_bytes(i))
+    out.mkdir()
+    (out / NAMES[0]).write_bytes(fits_bytes())
+    seen = []
+    fetch(
+        status_body(),
+        [url_of(files.url, name) for name in NAMES],
+        out,
+        on_file=lambda name, path: seen.append((name, path)),
+    )
+    assert sorted(seen) == sorted((name, out / name) for name in NAMES)

@@ -13,6 +13,20 @@ import threading
 __all__ = ["main"]
 
 
+def _parse_faults(text: str) -> dict:
+    """``"cgi_500=0.1,malicious_tar=1"`` -> ``{"cgi_500": 0.1, "malicious_tar": 1.0}``."""
+    knobs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--faults: {item!r} is not NAME=VALUE")
+        try:
+            knobs[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--faults: the value of {name.strip()!r} is not a number") from None
+    return knobs
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, start the server and block until interrupted."""
     parser = argparse.ArgumentParser(
@@ -35,7 +49,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ignore-process", action="store_true", help="export full-disk images whatever the process string"
     )
+    parser.add_argument(
+        "--faults",
+        default="",
+        help="fault knobs, e.g. 'cgi_500=0.05,cgi_reset=0.05,download_corrupt=0.1,status6_polls=2' "
+        "(see sunpy_jsoc_cutout.testing.Faults)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws")
     args = parser.parse_args(argv)
+    try:
+        faults = _parse_faults(args.faults)
+    except ValueError as exc:
+        parser.error(str(exc))
+    faults["seed"] = args.fault_seed
 
     from sunpy_jsoc_cutout.testing.server import OfflineJSOC
 
@@ -46,16 +72,21 @@ def main(argv: list[str] | None = None) -> int:
             staging_seconds=args.staging_seconds,
             file_root=args.file_root,
             ignore_process=args.ignore_process,
+            faults=faults,
         )
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         parser.error(str(exc))
     jsoc.start()
     print(f"Offline JSOC serving at {jsoc.url}", flush=True)
     print(f"  export SUNPY_JSOC_CUTOUT_SERVER={jsoc.url}", flush=True)
+    if args.faults:
+        print(f"  injecting faults: {jsoc.faults!r}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
+        if jsoc.faults.injected:
+            print(f"Faults injected: {dict(jsoc.faults.injected)}", file=sys.stderr)
         print("Stopping.", file=sys.stderr)
     finally:
         jsoc.stop()

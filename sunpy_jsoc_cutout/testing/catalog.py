@@ -184,7 +184,7 @@ def _tai77_from_time(t: Time) -> float:
 _JSOC_TIME = re.compile(
     r"(?P<y>\d{4})\.(?P<mo>\d{1,2})\.(?P<d>\d{1,2})"
     r"(?:_(?P<h>\d{1,2}):(?P<mi>\d{1,2})(?::(?P<s>\d{1,2}(?:\.\d*)?))?)?"
-    r"(?:_(?P<zone>[A-Za-z]+))?"
+    r"(?:_(?P<zone>[A-Za-z]+)|(?P<z>Z))?"  # DRMS prints one-letter zones without "_" (...00:00Z)
 )
 _ISO_TIME = re.compile(
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
@@ -377,6 +377,8 @@ class Series:
     sum_partition: int = 12
     links: tuple[dict, ...] = field(default=(), compare=False)
     time_decimals: int = 2  # digits of T_OBS seconds
+    kind: str = "slotted"  # "slotted" (records per channel and slot), "harp" or "noaa" (tables)
+    time_key: str = "T_REC"  # the prime key holding a time
 
     @functools.cached_property
     def epoch_tai77(self) -> float:
@@ -396,7 +398,7 @@ class Series:
     @property
     def sparse(self) -> bool:
         """True when the slots are finer than the exposures (aia.lev1: 1 s slots, FSN prime key)."""
-        return self.second_key not in (None, "WAVELNTH", "CAMERA")
+        return self.kind == "slotted" and self.second_key not in (None, "WAVELNTH", "CAMERA")
 
     def segment(self, name: str) -> Segment:
         """
@@ -474,7 +476,35 @@ _COMMON_KEYWORDS = (
     Keyword("T_REC_epoch", "time", "TAI", "T_REC epoch", "constant"),
 )
 
-_HMI_KEYWORDS = tuple(k for k in _COMMON_KEYWORDS if k.name != "FSN")
+_WCS_KEYWORDS = (
+    Keyword("CTYPE1", "string", "none", "Coordinate type of the first axis"),
+    Keyword("CTYPE2", "string", "none", "Coordinate type of the second axis"),
+)
+_HMI_KEYWORDS = tuple(k for k in _COMMON_KEYWORDS if k.name != "FSN") + _WCS_KEYWORDS
+_SHARP_KEYWORDS = (
+    Keyword("HARPNUM", "int", "none", "HARP identifier"),
+    *(k for k in _HMI_KEYWORDS if k.name not in ("CAMERA", "WAVELNTH", "WAVEUNIT")),
+    Keyword("NOAA_AR", "int", "none", "NOAA active region number that best matches the HARP"),
+    Keyword("NOAA_NUM", "int", "none", "Number of NOAA active regions in the HARP"),
+    Keyword("CRVAL1", "float", "degree", "Carrington longitude of the patch centre"),
+    Keyword("CRVAL2", "float", "degree", "Latitude of the patch centre"),
+    Keyword("CDELT1", "float", "degree", "Pixel size (longitude)"),
+    Keyword("CDELT2", "float", "degree", "Pixel size (latitude, CEA)"),
+    Keyword("CUNIT1", "string", "none", "degree"),
+    Keyword("CUNIT2", "string", "none", "degree"),
+)
+_NOAA_KEYWORDS = (
+    Keyword("ObservationTime", "time", "Z", "Time of the SWPC Solar Region Summary"),
+    Keyword("RegionNumber", "int", "none", "NOAA (SWPC) region number"),
+    Keyword("ZurichClass", "string", "none", "Modified Zurich sunspot group classification"),
+    Keyword("MagneticType", "string", "none", "Magnetic classification of the sunspot group"),
+    Keyword("SpotCount", "int", "none", "Number of visible spots"),
+    Keyword("Area", "int", "millionths of hemisphere", "Group area corrected for foreshortening"),
+    Keyword("LatitudeHG", "int", "degree", "Heliographic latitude"),
+    Keyword("LongitudeHG", "int", "degree", "Carrington longitude"),
+    Keyword("LongitudeCM", "int", "degree", "Longitude west of the central meridian"),
+    Keyword("LongitudinalExtent", "int", "degree", "Longitudinal extent"),
+)
 
 _AIA_SEGMENTS = (
     Segment("image", "image_lev1.fits", "int", "DN", "fits", "4096x4096", "AIA level 1 image"),
@@ -490,6 +520,37 @@ _AIA_SEGMENTS = (
         "0",
         "1",
     ),
+)
+_HMI_IC_SEGMENTS = (
+    Segment(
+        "continuum",
+        "continuum.fits",
+        "int",
+        "DN/s",
+        "fits",
+        "4096x4096",
+        "Continuum intensity",
+        "compress Rice,0",
+        "97304",
+        "3",
+    ),
+)
+# The SHARP CEA segments (jsoc-api.md section 4); patches are about 600 x 400 pixels.
+_SHARP_SEGMENTS = tuple(
+    Segment(name, f"{name}.fits", kind, units, "fits", "VARxVAR", note)
+    for name, kind, units, note in (
+        ("magnetogram", "int", "Mx/cm^2", "Line-of-sight magnetic field"),
+        ("bitmap", "char", "none", "Mask for the patch"),
+        ("Dopplergram", "int", "m/s", "Dopplergram"),
+        ("continuum", "int", "DN/s", "Intensitygram"),
+        ("Br", "int", "Mx/cm^2", "Radial field"),
+        ("Bt", "int", "Mx/cm^2", "Theta component of the field"),
+        ("Bp", "int", "Mx/cm^2", "Phi component of the field"),
+        ("Br_err", "int", "Mx/cm^2", "Error in Br"),
+        ("Bt_err", "int", "Mx/cm^2", "Error in Bt"),
+        ("Bp_err", "int", "Mx/cm^2", "Error in Bp"),
+        ("conf_disambig", "char", "none", "Confidence of the disambiguation"),
+    )
 )
 _HMI_M_SEGMENTS = (
     Segment(
@@ -510,6 +571,7 @@ _HMI_M_SEGMENTS = (
 def _series_table() -> dict[str, Series]:
     # One entry per series; issue 3 adds hmi.Ic_45s, hmi.M_720s, su_rsb.NOAA_ActiveRegions here.
     aia_epoch = "1977.01.01_00:00:00_TAI"
+    hmi_epoch = "1993.01.01_00:00:00_TAI"
     lev1_link = ({"name": "lev1", "target": "aia.lev1", "kind": "DYNAMIC", "note": "Level 1 record"},)
     table = [
         Series(
@@ -524,7 +586,7 @@ def _series_table() -> dict[str, Series]:
             12.0,
             _aia_channels(_AIA_EUV, 12.0),
             _AIA_SEGMENTS,
-            _COMMON_KEYWORDS,
+            _COMMON_KEYWORDS + _WCS_KEYWORDS,
             note="AIA Level 1, 12 second cadence",
             sunum_base=700_000_000,
             links=lev1_link,
@@ -541,7 +603,7 @@ def _series_table() -> dict[str, Series]:
             24.0,
             _aia_channels(_AIA_UV, 24.0),
             _AIA_SEGMENTS,
-            _COMMON_KEYWORDS,
+            _COMMON_KEYWORDS + _WCS_KEYWORDS,
             note="AIA Level 1, 24 second cadence",
             sunum_base=710_000_000,
             links=lev1_link,
@@ -558,7 +620,7 @@ def _series_table() -> dict[str, Series]:
             12.0,
             _aia_channels(_AIA_EUV, 12.0) + _aia_channels(_AIA_UV, 24.0),
             _AIA_SEGMENTS,
-            _COMMON_KEYWORDS,
+            _COMMON_KEYWORDS + _WCS_KEYWORDS,
             note="AIA Level 1",
             sunum_base=720_000_000,
         ),
@@ -579,6 +641,83 @@ def _series_table() -> dict[str, Series]:
             note="Line-of-sight magnetograms with a cadence of 45 seconds.",
             sunum_base=800_000_000,
             sum_partition=58,
+        ),
+        Series(
+            "hmi.Ic_45s",
+            ("T_REC", "CAMERA"),
+            45.0,
+            hmi_epoch,
+            "tai",
+            ("continuum",),
+            "HMI",
+            (),
+            45.0,
+            (Channel(2, 45.0, 0.0, 0.135, 2, 6173),),
+            _HMI_IC_SEGMENTS,
+            _HMI_KEYWORDS,
+            telescope="SDO/HMI",
+            note="Continuum intensities with a cadence of 45 seconds.",
+            sunum_base=810_000_000,
+            sum_partition=58,
+        ),
+        Series(
+            "hmi.M_720s",
+            ("T_REC", "CAMERA"),
+            720.0,
+            hmi_epoch,
+            "tai",
+            ("magnetogram",),
+            "HMI",
+            (),
+            720.0,
+            # 720 s observables combine both cameras; CAMERA is 3 (file names "...TAI.3.magnetogram.fits").
+            (Channel(3, 720.0, 0.0, 0.135, 3, 6173),),
+            _HMI_M_SEGMENTS,
+            _HMI_KEYWORDS,
+            telescope="SDO/HMI",
+            note="Line-of-sight magnetograms with a cadence of 720 seconds.",
+            sunum_base=820_000_000,
+            sum_partition=58,
+        ),
+        Series(
+            "hmi.sharp_cea_720s",
+            ("HARPNUM", "T_REC"),
+            720.0,
+            hmi_epoch,
+            "tai",
+            tuple(seg.name for seg in _SHARP_SEGMENTS),
+            "HMI",
+            (),
+            720.0,
+            (Channel(3, 720.0, 0.0, 0.135, 3, 6173),),
+            _SHARP_SEGMENTS,
+            _SHARP_KEYWORDS,
+            telescope="SDO/HMI",
+            note="Spaceweather HMI Active Region Patches (SHARPs), CEA projection.",
+            sunum_base=830_000_000,
+            sum_partition=58,
+            kind="harp",
+        ),
+        Series(
+            "su_rsb.NOAA_ActiveRegions",
+            ("ObservationTime", "RegionNumber"),
+            86400.0,
+            "1996.01.01_00:00:00_UTC",
+            "utc_z",
+            (),
+            "NOAA",
+            (),
+            86400.0,
+            (),
+            (),
+            _NOAA_KEYWORDS,
+            telescope="",
+            note="NOAA SWPC Solar Region Summaries, one record per region and day.",
+            unitsize=1,
+            archive=0,
+            tapegroup=0,
+            kind="noaa",
+            time_key="ObservationTime",
         ),
     ]
     return {s.name.lower(): s for s in table}
@@ -635,6 +774,7 @@ class Record:
     fsn: int | None
     recnum: int
     channel: Channel | None = field(default=None, compare=False)
+    extra: dict | None = field(default=None, compare=False)  # keyword strings of table series
 
     def __post_init__(self):
         # Built directly (not by query): derive the float seconds from the given times.
@@ -642,7 +782,7 @@ class Record:
         object.__setattr__(self, "_obs_s", _tai77_from_time(self.t_obs))
 
     @classmethod
-    def _make(cls, series, rec_s, obs_s, channel, *, fsn, recnum) -> Record:
+    def _make(cls, series, rec_s, obs_s, channel, *, fsn, recnum, extra=None) -> Record:
         self = object.__new__(cls)
         self.__dict__.update(
             series=series,
@@ -653,6 +793,7 @@ class Record:
             recnum=recnum,
             wavelength=channel.wavelength if series.instrument == "AIA" else None,
             camera=channel.value if series.second_key == "CAMERA" else None,
+            extra=extra,
         )
         return self
 
@@ -750,6 +891,8 @@ class Record:
             return special[upper]()
         if self.series.keyword_info(key) is None:
             return "Invalid KeyLink"
+        if self.extra and upper in self.extra:
+            return self.extra[upper]
         ch = self._channel()
         hmi = self.series.instrument == "HMI"
         if upper == "T_REC":
@@ -761,7 +904,11 @@ class Record:
         if upper == "TELESCOP":
             return self.series.telescope
         if upper == "INSTRUME":
-            return f"HMI_FRONT{ch.camera}" if hmi else f"AIA_{ch.camera}"
+            if hmi:
+                return "HMI_COMBINED" if ch.camera == 3 else f"HMI_FRONT{ch.camera}"
+            return f"AIA_{ch.camera}"
+        if upper in ("CTYPE1", "CTYPE2"):
+            return "HPLN-TAN" if upper == "CTYPE1" else "HPLT-TAN"
         if upper == "WAVELNTH":
             return f"{ch.wavelength}.0" if hmi else str(ch.wavelength)
         if upper == "WAVEUNIT":
@@ -1049,8 +1196,9 @@ def _parse(ds: str):
             keynum += 1
             continue
         named = re.match(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", f, re.S)
-        if named and named[1].upper() in series.primekeys:
-            key, value = named[1].upper(), named[2].strip()
+        upper_keys = {k.upper(): k for k in series.primekeys}
+        if named and named[1].upper() in upper_keys:
+            key, value = upper_keys[named[1].upper()], named[2].strip()
         elif named and not _match_time(f):
             raise _bad(f"'{named[1]}' is not a primary index for series '{series.name}'")
         else:
@@ -1061,7 +1209,7 @@ def _parse(ds: str):
                 )
             key, value = series.primekeys[keynum], f
             keynum += 1
-        if key == "T_REC":
+        if key == series.time_key:
             time_ranges = _parse_time_ranges(value)
         else:
             key_ranges = _parse_value_ranges(value)
@@ -1129,6 +1277,10 @@ def query(ds: str) -> tuple[list[Record], list[str]]:
         For a record set JSOC would refuse (bad syntax, too many records).
     """
     series, time_ranges, key_ranges, wheres, segments = _parse(ds)
+    if series.kind == "noaa":
+        return _query_noaa(series, time_ranges, key_ranges, wheres), segments
+    if series.kind == "harp":
+        return _query_harp(series, time_ranges, key_ranges, wheres), segments
     if time_ranges is None:
         windows = [(_first_index(series), _last_index(series), 1)]
     else:
@@ -1198,6 +1350,170 @@ def query(ds: str) -> tuple[list[Record], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Table series: su_rsb.NOAA_ActiveRegions and hmi.sharp_cea_720s, built from sun.NOAA_REGIONS
+
+
+def _day_seconds(day: str) -> float:
+    return _match_time(day.replace("-", ".") + "_00:00:00_UTC")[0]
+
+
+@functools.cache
+def _noaa_rows() -> tuple[tuple[float, int, dict], ...]:
+    """(ObservationTime in tai77, region number, keyword strings) of every daily record."""
+    from sunpy_jsoc_cutout.testing import sun
+
+    rows = []
+    for region in sun.NOAA_REGIONS:
+        lon, lat = sun.ACTIVE_REGIONS[region.feature][:2]
+        t = _day_seconds(region.first_day)
+        while t <= _day_seconds(region.last_day) + 1:
+            l0 = sun.observer_geometry(_time_from_tai77(t)).l0
+            cm = (lon - l0 + 180.0) % 360.0 - 180.0
+            extent = 4 + region.area // 100
+            values = {
+                "OBSERVATIONTIME": _format_clock(_tai77_to_utc77(t)[0], 0, False, "%Y.%m.%d_%H:%M:%S", "Z"),
+                "REGIONNUMBER": str(region.number),
+                "ZURICHCLASS": region.zurich,
+                "MAGNETICTYPE": region.magnetic,
+                "SPOTCOUNT": str(region.spots),
+                "AREA": str(region.area),
+                "LATITUDEHG": str(round(lat)),
+                "LONGITUDEHG": str(round(lon) % 360),
+                "LONGITUDECM": str(round(cm)),
+                "LONGITUDINALEXTENT": str(extent),
+            }
+            rows.append((t, region.number, values))
+            t += 86400.0
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return tuple(rows)
+
+
+def _time_mask(times: np.ndarray, ranges: list[_Range] | None, tol: float = 0.5) -> np.ndarray:
+    """Times matching a filter on a non-slotted time key (single values within ``tol`` seconds)."""
+    if ranges is None:
+        return np.ones(times.shape, bool)
+    mask = np.zeros(times.shape, bool)
+    for r in ranges:
+        if r.kind in ("first", "last"):
+            if len(times):
+                mask |= times == (times.min() if r.kind == "first" else times.max())
+        elif r.kind == "single":
+            mask |= np.abs(times - r.start) <= tol
+        elif r.kind == "range":
+            mask |= (times >= r.start - tol) & (times <= r.end + tol)
+        else:
+            mask |= (times >= r.start) & (times < r.start + r.end)
+    return mask
+
+
+def _table_where(rows_extra: Sequence[dict], wheres) -> np.ndarray:
+    """Evaluate where clauses on the numeric keyword strings of table rows (unknown keys are true)."""
+    mask = np.ones(len(rows_extra), bool)
+    for alternatives in wheres:
+        any_mask = np.zeros(len(rows_extra), bool)
+        for terms in alternatives:
+            all_mask = np.ones(len(rows_extra), bool)
+            for key, pred in terms:
+                for i, extra in enumerate(rows_extra):
+                    try:
+                        value = float(extra[key])
+                    except (KeyError, ValueError):
+                        continue
+                    all_mask[i] &= bool(pred(value))
+            any_mask |= all_mask
+        mask &= any_mask
+    return mask
+
+
+def _query_noaa(series: Series, time_ranges, key_ranges, wheres) -> list[Record]:
+    rows = _noaa_rows()
+    times = np.array([r[0] for r in rows])
+    numbers = np.array([r[1] for r in rows], float)
+    mask = _time_mask(times, time_ranges)
+    if key_ranges is not None:
+        mask &= _value_mask(numbers, key_ranges, numbers)
+    if wheres:
+        mask &= _table_where([r[2] for r in rows], wheres)
+    return [
+        Record._make(series, t, t, None, fsn=None, recnum=i + 1, extra=extra)
+        for i, ((t, _, extra), keep) in enumerate(zip(rows, mask, strict=True))
+        if keep
+    ]
+
+
+@functools.cache
+def _harps() -> tuple[tuple[int, int, int, int, int], ...]:
+    """(HARPNUM, NOAA number, feature index, first slot, last slot) of every HARP."""
+    from sunpy_jsoc_cutout.testing import sun
+
+    series = SERIES["hmi.sharp_cea_720s"]
+    out = []
+    for region in sun.NOAA_REGIONS:
+        first = series.slot_index(_day_seconds(region.first_day))
+        last = series.slot_index(_day_seconds(region.last_day) + 86400.0) - 1
+        out.append((region.harpnum, region.number, region.feature, first, last))
+    return tuple(sorted(out))
+
+
+def _query_harp(series: Series, time_ranges, key_ranges, wheres) -> list[Record]:
+    from sunpy_jsoc_cutout.testing import sun
+
+    harps = _harps()
+    numbers = np.array([h[0] for h in harps], float)
+    keep = _value_mask(numbers, key_ranges, numbers) if key_ranges is not None else np.ones(len(harps), bool)
+    selected = [h for h, k in zip(harps, keep, strict=True) if k]
+    estimate = sum(h[4] - h[3] + 1 for h in selected)
+    if time_ranges is None and estimate > MAX_RECORDS:
+        raise RecordSetError("Can not open RecordSet, bad query or too many records", f"{estimate} records")
+    records = []
+    channel = series.channels[0]
+    for harpnum, noaa, feature, first, last in selected:
+        if time_ranges is None:
+            idx = np.arange(first, last + 1)
+        else:
+            chunks = []
+            for r in time_ranges:
+                if r.kind in ("first", "last"):
+                    chunks.append(np.array([first if r.kind == "first" else last]))
+                    continue
+                lo = series.slot_index(r.start)
+                hi = {
+                    "single": lo,
+                    "range": series.slot_index(r.end),
+                    "duration": series.slot_index(r.start + r.end) - 1,
+                }[r.kind]
+                idx = np.arange(max(lo, first), min(hi, last) + 1)
+                if r.skip is not None:
+                    skip = max(1, round(r.skip / series.step))
+                    idx = idx[(idx - lo) % skip == 0]
+                chunks.append(idx)
+            idx = np.unique(np.concatenate(chunks)) if chunks else np.empty(0, np.int64)
+        lon, lat = sun.ACTIVE_REGIONS[feature][:2]
+        extra = {
+            "HARPNUM": str(harpnum),
+            "NOAA_AR": str(noaa),
+            "NOAA_NUM": "1",
+            "CTYPE1": "CRLN-CEA",
+            "CTYPE2": "CRLT-CEA",
+            "CRVAL1": f"{lon:g}",
+            "CRVAL2": f"{lat:g}",
+            "CDELT1": "0.03",
+            "CDELT2": "0.03",
+            "CUNIT1": "degree",
+            "CUNIT2": "degree",
+            "QUALITY": "0x00000000",
+        }
+        for slot in idx:
+            t = series.slot_time(int(slot))
+            recnum = harpnum * 100_000 + int(slot - first) + 1
+            records.append(Record._make(series, t, t, channel, fsn=None, recnum=recnum, extra=extra))
+    if wheres:
+        mask = _table_where([r.extra for r in records], wheres)
+        records = [r for r, k in zip(records, mask, strict=True) if k]
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
 # jsoc_info bodies
 
 
@@ -1219,6 +1535,17 @@ def series_struct(series: Series) -> dict:
             primekeysinfo.append({"name": key, "slotted": 1, "step": f"{series.step:g}"})
         else:
             primekeysinfo.append({"name": key, "slotted": 0})
+    if series.kind != "slotted":
+        everything, _ = query(series.name)
+        first, last = everything[:1], everything[-1:]
+        if series.kind == "harp":
+            # Records are ordered by HARPNUM first; the interval is by record number.
+            first = [min(everything, key=lambda r: r.recnum)] if everything else []
+            last = [max(everything, key=lambda r: r.recnum)] if everything else []
+    else:
+        first_idx, last_idx = _first_index(series), _last_index(series)
+        first, _ = query(f"{series.name}[{series.format_trec(series.slot_time(first_idx))}]")
+        last, _ = query(f"{series.name}[{series.format_trec(series.slot_time(last_idx))}]")
     keywords = [
         {
             "name": k.name,
@@ -1241,9 +1568,6 @@ def series_struct(series: Series) -> dict:
         }
         for s in series.segment_info
     ]
-    first_idx, last_idx = _first_index(series), _last_index(series)
-    first, _ = query(f"{series.name}[{series.format_trec(series.slot_time(first_idx))}]")
-    last, _ = query(f"{series.name}[{series.format_trec(series.slot_time(last_idx))}]")
     interval = {}
     if first and last:
         interval = {

@@ -12,9 +12,12 @@ exports are packed into ``<REQID>.tar`` like ``jsoc_export_manage``'s drmsrun sc
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import io
 import json
 import logging
+import random
 import re
 import shutil
 import sys
@@ -38,6 +41,7 @@ __all__ = [
     "SEGMENT_BYTES",
     "Export",
     "ExportManager",
+    "Faults",
     "check_address",
     "expand_filenamefmt",
     "is_registered",
@@ -117,6 +121,190 @@ def check_address(address: str | None, registered: Sequence[str] = REGISTERED_EM
         user_id = 1 + [a.lower() for a in registered].index(address.strip().lower())
         return {"status": 2, "msg": "Email address is valid and registered.", "user_id": user_id}
     return {"status": 4, "msg": "email address has been neither validated nor registered", "user_id": None}
+
+
+# ------------------------------------------------------------------------------------------------
+# fault injection
+
+#: The faults a CGI call can be given, and those a file download can be given.
+CGI_FAULTS = ("cgi_500", "cgi_reset", "cgi_cut", "cgi_429")
+DOWNLOAD_FAULTS = (
+    "download_500",
+    "download_reset",
+    "download_cut",
+    "download_truncate",
+    "download_corrupt",
+    "download_429",
+)
+
+
+class Faults:
+    """
+    The fault injection of one offline JSOC. Every attribute may be changed while it runs.
+
+    Rates are probabilities per request. One draw decides the fault of a request, so the
+    rates of one group add up: ``cgi_500=0.1, cgi_reset=0.1`` gives 20 % of CGI calls a fault.
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the random draws (and of where files are cut or corrupted).
+    cgi_500, cgi_reset, cgi_429 : float
+        Rates of CGI calls answered with HTTP 500, with a connection closed without an answer
+        (a reset), or with HTTP 429 and ``Retry-After``; the CGI program is not run.
+    cgi_cut : float
+        Rate of CGI calls whose program runs (an ``exp_request`` is taken) but whose answer is
+        cut mid-way: ``Content-Length`` larger than what is sent, then the connection closes.
+    download_500, download_reset, download_429 : float
+        The same for file downloads (GET; HEAD is never faulted).
+    download_cut : float
+        Rate of downloads cut mid-way (``Content-Length`` of the whole, then a close).
+    download_truncate : float
+        Rate of downloads that send a truncated file as if it were whole (a ``Content-Length``
+        that matches the short body). Ranged requests get a cut instead.
+    download_corrupt : float
+        Rate of downloads with one byte of the second half of the body changed.
+    retry_after : int
+        The ``Retry-After`` seconds sent with a 429.
+    status6_polls : int
+        The first this many ``exp_status`` calls for each new export are answered with status 6
+        ("not found, try again"), as JSOC does right after a submission.
+    malicious_tar : bool
+        url-tar exports staged while this is set also hold a path-traversal member, an
+        absolute path, a symlink and a device file.
+    cgi_ops : collection of str, optional
+        Only these CGI ops (``"exp_request"``, ``"exp_status"``, ``"rs_list"``,
+        ``"checkAddress"`` ...) get CGI faults; all by default.
+    chunk_delay : float
+        Seconds to sleep between the 64 KiB chunks of a download (a slow link, so that a test
+        can interrupt a download half-way).
+    ignore_range : bool
+        Answer ``Range`` requests with the whole file (HTTP 200), as servers that cannot resume.
+    max_faults : int, optional
+        Stop injecting drawn faults (CGI and download) once this many have been injected
+        ("the next two calls fail"); no limit by default.
+
+    Attributes
+    ----------
+    injected : collections.Counter
+        How many faults of each kind were injected (``"cgi_500"``, ``"download_corrupt"``,
+        ``"status6"``, ``"malicious_tar"`` ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        cgi_500: float = 0.0,
+        cgi_reset: float = 0.0,
+        cgi_cut: float = 0.0,
+        cgi_429: float = 0.0,
+        download_500: float = 0.0,
+        download_reset: float = 0.0,
+        download_cut: float = 0.0,
+        download_truncate: float = 0.0,
+        download_corrupt: float = 0.0,
+        download_429: float = 0.0,
+        retry_after: int = 1,
+        status6_polls: int = 0,
+        malicious_tar: bool = False,
+        cgi_ops: Sequence[str] | None = None,
+        chunk_delay: float = 0.0,
+        ignore_range: bool = False,
+        max_faults: int | None = None,
+    ):
+        self.cgi_500 = cgi_500
+        self.cgi_reset = cgi_reset
+        self.cgi_cut = cgi_cut
+        self.cgi_429 = cgi_429
+        self.download_500 = download_500
+        self.download_reset = download_reset
+        self.download_cut = download_cut
+        self.download_truncate = download_truncate
+        self.download_corrupt = download_corrupt
+        self.download_429 = download_429
+        self.retry_after = retry_after
+        self.status6_polls = status6_polls
+        self.malicious_tar = malicious_tar
+        self.cgi_ops = cgi_ops
+        self.chunk_delay = chunk_delay
+        self.ignore_range = ignore_range
+        self.max_faults = max_faults
+        self._drawn = 0
+        self.injected: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+        self.seed(seed)
+
+    def __repr__(self) -> str:
+        rates = {k: getattr(self, k) for k in CGI_FAULTS + DOWNLOAD_FAULTS if getattr(self, k)}
+        return f"<Faults {rates} injected={dict(self.injected)}>"
+
+    def seed(self, seed: int | None) -> None:
+        """Restart the random draws from ``seed``."""
+        # One stream per group, so that the download faults do not shift when a client makes
+        # one CGI call more or less.
+        self._lock = getattr(self, "_lock", None) or threading.Lock()
+        with self._lock:
+            self._rngs = {
+                group: random.Random(None if seed is None else f"{seed}-{group}")
+                for group in ("cgi", "download", "where")
+            }
+
+    def set(self, **knobs) -> Faults:
+        """Change several knobs at once (``faults.set(cgi_500=0.1, download_cut=0.05)``); returns self."""
+        for name, value in knobs.items():
+            if name.startswith("_") or name == "injected" or not hasattr(self, name):
+                raise TypeError(f"unknown fault knob {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def clear(self) -> None:
+        """Turn every fault off (the counts are kept)."""
+        for name in CGI_FAULTS + DOWNLOAD_FAULTS:
+            setattr(self, name, 0.0)
+        self.status6_polls = 0
+        self.malicious_tar = False
+        self.chunk_delay = 0.0
+        self.ignore_range = False
+        self.max_faults = None
+
+    @property
+    def total(self) -> int:
+        """The number of faults injected so far."""
+        return sum(self.injected.values())
+
+    def count(self, kind: str) -> None:
+        """Record one injected fault of ``kind``."""
+        with self._lock:
+            self.injected[kind] += 1
+
+    def draw(self, group: str, op: str | None = None) -> str | None:
+        """
+        Decide the fault of one request: a kind from `CGI_FAULTS` (group ``"cgi"``) or
+        `DOWNLOAD_FAULTS` (group ``"download"``), counted, or None.
+        """
+        kinds = CGI_FAULTS if group == "cgi" else DOWNLOAD_FAULTS
+        if group == "cgi" and self.cgi_ops is not None and op not in self.cgi_ops:
+            return None
+        rates = [(kind, float(getattr(self, kind) or 0.0)) for kind in kinds]
+        if not any(rate > 0 for _, rate in rates):
+            return None
+        with self._lock:
+            if self.max_faults is not None and self._drawn >= self.max_faults:
+                return None
+            roll = self._rngs[group].random()
+            for kind, rate in rates:
+                if roll < rate:
+                    self.injected[kind] += 1
+                    self._drawn += 1
+                    return kind
+                roll -= rate
+        return None
+
+    def fraction(self, low: float = 0.0, high: float = 1.0) -> float:
+        """A seeded random number in [low, high) (where to cut or corrupt a body)."""
+        with self._lock:
+            return self._rngs["where"].uniform(low, high)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -264,6 +452,7 @@ class Export:
     exptime: str = ""
     finished: float | None = None
     index_json: bytes | None = field(default=None, repr=False)
+    not_found_polls: int = 0
 
     @property
     def est_time(self) -> float:
@@ -328,6 +517,8 @@ class ExportManager:
         Refuse record sets larger than this, as jsoc_fetch does for too many records.
     clock : callable
         Returns the current time in seconds since the Unix epoch.
+    faults : Faults, optional
+        Fault injection (status 6 after a submission, malicious tars); none by default.
     """
 
     def __init__(
@@ -342,7 +533,9 @@ class ExportManager:
         duplicate_window: float = DUPLICATE_WINDOW,
         max_records: int | None = None,
         clock: Callable[[], float] = time.time,
+        faults: Faults | None = None,
     ):
+        self.faults = faults if faults is not None else Faults()
         self.file_root = Path(file_root)
         self.staging_seconds = float(staging_seconds)
         self.registered_emails = tuple(registered_emails)
@@ -518,6 +711,7 @@ class ExportManager:
                 digest=digest,
                 records=records,
                 segments=segments,
+                not_found_polls=int(self.faults.status6_polls or 0),
             )
             self.exports[export.requestid] = export
             self._queue.append(export.requestid)
@@ -553,6 +747,16 @@ class ExportManager:
             if export is None:
                 # jsoc_fetch's JSONDIE2 concatenates instead of formatting, hence the odd text.
                 return {"status": 4, "error": f"invalid export DRMS record for ID `%s`{requestid}"}
+            if export.not_found_polls > 0:
+                # A new request not yet visible to exp_status, as older JSOCs answer.
+                export.not_found_polls -= 1
+                self.faults.count("status6")
+                return {
+                    "status": 6,
+                    "requestid": export.requestid,
+                    "wait": round(export.est_time - now),
+                    "error": "RequestID not found. Try again in a few seconds.",
+                }
             if (
                 export.status == 0
                 and export.finished is not None
@@ -702,7 +906,15 @@ class ExportManager:
 
         served = ["index.txt", "index.json", "index.html", f"{export.requestid}.drmsrun"]
         if is_tar:
-            _write_tar(folder, folder / f"{export.requestid}.tar", [r["filename"] for r in rows] + served)
+            malicious = bool(self.faults.malicious_tar)
+            _write_tar(
+                folder,
+                folder / f"{export.requestid}.tar",
+                [r["filename"] for r in rows] + served,
+                malicious=malicious,
+            )
+            if malicious:
+                self.faults.count("malicious_tar")
             # The drmsrun script deletes everything but the manifests and scripts after tarring.
             for row in rows:
                 (folder / row["filename"]).unlink(missing_ok=True)
@@ -885,7 +1097,16 @@ def _drmsrun(export: Export, steps: str, export_dir: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_tar(folder: Path, tar_path: Path, names: list[str]) -> None:
+#: The extra members of a malicious tar (``Faults.malicious_tar``): name -> tar member attributes.
+MALICIOUS_MEMBERS = {
+    "../escaped.fits": {"type": tarfile.REGTYPE},
+    "/tmp/offline-jsoc-absolute.fits": {"type": tarfile.REGTYPE},
+    "./link.fits": {"type": tarfile.SYMTYPE, "linkname": "/etc/passwd"},
+    "./device.fits": {"type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3},
+}
+
+
+def _write_tar(folder: Path, tar_path: Path, names: list[str], *, malicious: bool = False) -> None:
     # `tar chf ../REQ.tar ./`: an uncompressed tar whose members are "./" and "./<name>".
     with tarfile.open(tar_path, "w", format=tarfile.USTAR_FORMAT) as tar:
         root = tarfile.TarInfo("./")
@@ -901,3 +1122,17 @@ def _write_tar(folder: Path, tar_path: Path, names: list[str]) -> None:
             info.mtime = int(path.stat().st_mtime)
             with path.open("rb") as fh:
                 tar.addfile(info, fh)
+        if malicious:
+            payload = b"SIMPLE  =                    T" + b" " * 50
+            payload = payload.ljust(2880, b" ")
+            for name, attrs in MALICIOUS_MEMBERS.items():
+                info = tarfile.TarInfo(name)
+                info.mode = 0o644
+                info.mtime = int(time.time())
+                for key, value in attrs.items():
+                    setattr(info, key, value)
+                if info.isreg():
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+                else:
+                    tar.addfile(info)

@@ -24,6 +24,7 @@ pure computation; errors JSOC would report raise `ProcessingError` with JSOC's m
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ from astropy.time import Time, TimeDelta
 from sunpy_jsoc_cutout.testing import sun
 
 __all__ = [
+    "AIA_SCALE_STEPS",
+    "AIA_SCALE_TO",
     "REGISTER_PADDING",
     "ProcessingError",
     "Product",
@@ -45,17 +48,15 @@ __all__ = [
     "run",
 ]
 
-#: Extra pixels cut on each side before registration, trimmed afterwards (im_patch: 5).
-REGISTER_PADDING = 5
-_SUPPORTED_LATER = (
-    "aia_scale_aialev1",
-    "aia_scale_orig",
-    "aia_scale_other",
-    "resize",
-    "rebin",
-    "maproj",
-    "hmib2ptr",
-)
+#: Extra pixels cut on each side before registration, trimmed afterwards (im_patch.c of 2022: 60).
+REGISTER_PADDING = 60
+#: The aia_scale steps (web form: aia_scale_orig, aia_scale_aialev1 or aia_scale_other by series).
+AIA_SCALE_STEPS = ("aia_scale_aialev1", "aia_scale_orig", "aia_scale_other")
+#: The plate scale aia_scale resamples to, arcsec per pixel.
+AIA_SCALE_TO = 0.6
+_SUPPORTED_LATER = ("resize", "rebin", "maproj", "hmib2ptr")
+# JSOC's "special" series whose slots are not filled: im_patch picks records per cadence itself.
+_SPARSE_PREFIXES = ("aia.lev1[", "hmi.lev1[", "aia.lev1_nrt2[", "hmi.lev1_nrt[")
 # What DRMS prints for a time keyword holding "no time" (JD_0).
 _MISSING_TIME = "-4712.01.01_11:59:28_TAI"
 _ARCSEC = math.pi / (180.0 * 3600.0)
@@ -138,7 +139,7 @@ def parse_process(process: str) -> list[tuple[str, dict[str, str]]]:
 
 
 _DRMS_TIME = re.compile(
-    r"^(\d{4})\.(\d{1,2})\.(\d{1,2})(?:_(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?)?(?:_([A-Za-z]+))?$"
+    r"^(\d{4})\.(\d{1,2})\.(\d{1,2})(?:_(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?)?(?:_([A-Za-z]+)|(Z))?$"
 )
 
 
@@ -169,7 +170,8 @@ def parse_drms_time(value: str | None) -> Time | None:
         return None
     m = _DRMS_TIME.match(text)
     if m:
-        year, month, day, hh, mm, ss, zone = m.groups()
+        year, month, day, hh, mm, ss, zone, z = m.groups()
+        zone = zone or z  # DRMS prints one-letter zones without "_": 2014.02.05_00:00:00Z
         iso = f"{year}-{int(month):02d}-{int(day):02d}T{int(hh or 0):02d}:{mm or '00'}:{ss or '00'}"
         zone = (zone or "UTC").upper()
         if zone not in ("UTC", "TAI", "UT", "Z"):
@@ -346,13 +348,13 @@ def _heliographic_time(car_rot: int, lon: float) -> Time:
     return Time(sunpy_sun.carrington_rotation_time(car_rot + (360.0 - lon) / 360.0))
 
 
-def _find_reference(series: str, t_ref: Time, more: str, lookup: Callable):
+def _find_reference(series: str, t_ref: Time, more: str, lookup: Callable, where: str = ""):
     width = 15.0
     query = ""
     while width < 10000:
         lo = sun.format_tai(t_ref - TimeDelta(width, format="sec"))
         hi = sun.format_tai(t_ref + TimeDelta(width, format="sec"))
-        query = f"{series}[{lo}-{hi}][? QUALITY >= 0 ?]{more}"
+        query = f"{series}[{lo}-{hi}][? QUALITY >= 0 ?]{more}{where}"
         try:
             found, _ = lookup(query)
         except Exception:  # an empty or refused window just widens the search
@@ -372,8 +374,20 @@ def _find_reference(series: str, t_ref: Time, more: str, lookup: Callable):
     raise ProcessingError(f"No input data found within 2-hours of t_ref {query}")
 
 
+def _sphere2img(lat: float, lon: float, latc: float, rsun: float, pa: float) -> tuple[float, float]:
+    # im_patch's sphere2img (Bogart's cartography.c) with lonc = 0 and centre (0, 0): plate position
+    # relative to the disk centre, with its fixed 1 AU perspective correction. Angles in radians.
+    sin_asd, cos_asd = 0.004660, 0.99998914
+    cos_lat_lon = math.cos(lat) * math.cos(lon)
+    cos_cang = math.sin(lat) * math.sin(latc) + math.cos(latc) * cos_lat_lon
+    r = rsun * cos_asd / (1.0 - cos_cang * sin_asd)
+    xr = r * math.cos(lat) * math.sin(lon)
+    yr = r * (math.sin(lat) * math.cos(latc) - math.sin(latc) * cos_lat_lon)
+    return xr * math.cos(pa) - yr * math.sin(pa), xr * math.sin(pa) + yr * math.cos(pa)
+
+
 def _box_size(req: _Request, header: dict, crlt: float) -> tuple[int, int, float, float]:
-    """Box size in pixels and the lower-left offset from the box centre (llx, lly)."""
+    """Box size in pixels and the lower-left offset (llx, lly) that im_patch adds to the box centre."""
     cdelt = float(header["CDELT1"])
     if req.boxtype == "pixels":
         pw, ph = _c_round(req.width), _c_round(req.height)
@@ -382,14 +396,27 @@ def _box_size(req: _Request, header: dict, crlt: float) -> tuple[int, int, float
         llx, lly = -req.width / (2.0 * cdelt), -req.height / (2.0 * cdelt)
         pw, ph = int(1 - 2 * llx), int(1 - 2 * lly)
     else:
-        # Degrees: project the box corners at the central meridian (CRLN_OBS = 0 here).
-        h0 = dict(header, CRLN_OBS=0.0)
-        lat = np.array([crlt + req.height / 2, crlt - req.height / 2, crlt])
-        lon = np.array([req.width / 2, -req.width / 2, 0.0])
-        cx, cy, _ = sun.carrington_to_pixel(h0, lon, lat)
-        nx, ny = int(cx[0] - cx[1]), int(cy[0] - cy[1])
-        llx, lly = min(cx[0], cx[1]) - cx[2], min(cy[0], cy[1]) - cy[2]
-        pw, ph = abs(nx) + 1, abs(ny) + 1
+        # Degrees, as im_patch.c does it: the corners of the box placed at the central meridian,
+        # projected relative to the DISK centre (not the box centre), and that lower-left corner
+        # is then added to the tracked box centre. Away from the equator (strictly: from
+        # latitude CRLT_OBS) the patch is therefore displaced from the target along y; that is
+        # JSOC's behaviour and the offline JSOC keeps it.
+        rsun = math.asin(float(header.get("RSUN_REF", sun.RSUN_REF)) / float(header["DSUN_OBS"]))
+        rsunpix = rsun / _ARCSEC / cdelt
+        latc = math.radians(float(header["CRLT_OBS"]))
+        pa = math.radians(-float(header.get("CROTA2", 0.0)))
+        urx, ury = _sphere2img(
+            math.radians(crlt + req.height / 2), math.radians(req.width / 2), latc, rsunpix, pa
+        )
+        llx, lly = _sphere2img(
+            math.radians(crlt - req.height / 2), -math.radians(req.width / 2), latc, rsunpix, pa
+        )
+        nx, ny = int(urx - llx), int(ury - lly)  # C's (int) truncates toward zero
+        if nx < 0:
+            nx, llx = -nx, urx
+        if ny < 0:
+            ny, lly = -ny, ury
+        pw, ph = nx + 1, ny + 1
     if pw < 1 or ph < 1:
         raise ProcessingError(f"im_patch: box of {req.width} x {req.height} {req.boxunits} has no pixels")
     return pw, ph, llx, lly
@@ -453,6 +480,81 @@ def _register(
     return out.astype(np.float32), crpix1, crpix2
 
 
+def _ctype_check(header: dict) -> None:
+    # im_patch cuts only helioprojective (TAN) images; CEA series such as SHARPs are refused.
+    for key, want in (("CTYPE1", "HPLN-TAN"), ("CTYPE2", "HPLT-TAN")):
+        value = str(header.get(key, ""))
+        if value != want:
+            raise ProcessingError(f"{key} not {want} as required, is:  {value}")
+
+
+def _is_time_first(series_name: str) -> bool:
+    from sunpy_jsoc_cutout.testing import catalog
+
+    try:
+        series = catalog.get_series(series_name)
+    except catalog.RecordSetError:
+        return True  # unknown to the catalog: the lookup reports it
+    return series.primekeys[0] == series.time_key and series.kind != "noaa"
+
+
+def _nearest_per_cadence(records: Sequence, cadence: float) -> list:
+    """
+    im_patch's ``get_input_recset`` for aia.lev1/hmi.lev1: the QUALITY >= 0 record nearest each
+    cadence slot, slots counted from the first record's T_REC (same comparisons as the C code).
+    """
+    if not records:
+        return []
+    times = np.array([_tai_seconds(r) for r in records])
+    t_start, t_stop = times[0], times[-1]
+    half = cadence / 2.0
+    nslots = int((t_stop - t_start + half) / cadence)
+    chosen: list = [None] * max(nslots, 0)
+    islot, t_want, t_diff = 0, t_start, 1.0e9
+    for rec, t_now in zip(records, times, strict=True):
+        this_diff = abs(t_now - t_want)
+        if _quality(rec) < 0 or t_now <= t_want - half:
+            continue
+        while t_now > t_want + half:
+            islot += 1
+            if islot >= nslots:
+                break
+            t_want = t_start + cadence * islot
+            this_diff = abs(t_now - t_want)
+            t_diff = 1.0e8
+        if islot < nslots and this_diff <= t_diff:
+            chosen[islot] = rec
+        t_diff = abs(t_now - t_want)
+    return [rec for rec in chosen if rec is not None]
+
+
+def _tai_seconds(record) -> float:
+    value = getattr(record, "tai_seconds", None)
+    if value is None:
+        t = Time(record.t_rec).tai
+        value = (t.jd1 - 2443144.5) * 86400.0 + t.jd2 * 86400.0
+    return float(value)
+
+
+def _sparse_query(in_query: str, cadence: float, lookup: Callable, requestid: str):
+    """Apply im_patch's special cadence handling when the query is ``aia.lev1[...@Ns]...``."""
+    at = in_query.find("@")
+    if cadence <= 1.0 or at < 0 or not in_query.lower().startswith(_SPARSE_PREFIXES):
+        return None
+    m = re.match(r"(\d+)([smhd])", in_query[at + 1 :])
+    if m is None:
+        raise ProcessingError("cant make sense of @xx cadence spec")
+    step = int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    plain = in_query[:at] + in_query[at + 1 + m.end() :]
+    try:
+        found, _ = lookup(plain)
+    except Exception as exc:
+        raise ProcessingError(f"getkey_vector failed ({exc})") from None
+    picked = _nearest_per_cadence(found, float(step))
+    # im_patch writes the record list to a temporary file and opens "@<file>".
+    return picked, f"@/tmp/im_patch{abs(hash((requestid, plain))) % 10**6:06d}"
+
+
 def _im_patch(
     records: Sequence,
     args: dict[str, str],
@@ -461,6 +563,8 @@ def _im_patch(
     lookup: Callable | None,
     ds: str | None,
     now: Time | None,
+    header_of: Callable[[Any], dict] = sun.full_disk_header,
+    scaled: bool = False,
 ) -> list[Product]:
     req = _read_request(args)
     if lookup is None:
@@ -471,16 +575,24 @@ def _im_patch(
     if ds:
         series_name, more, has_time_filter = _split_ds(ds)
     elif records:
-        series_name, more, has_time_filter = records[0].series.name, _second_key_filter(records), True
+        series_name, has_time_filter = records[0].series.name, True
+        if getattr(records[0].series, "sparse", False):
+            waves = sorted({r.wavelength for r in records if getattr(r, "wavelength", None)})
+            more = f"[? WAVELNTH in ({','.join(str(w) for w in waves)}) ?]" if waves else ""
+        else:
+            more = _second_key_filter(records)
     else:
         return []
+    where = args.get("where", "NOTSPECIFIED")
+    where = "" if where.strip() in ("", "NOTSPECIFIED") else f"[? {where} ?]"
 
     history_notes: list[str] = []
     fixed_centre: tuple[float, float] | None = None
     car_rot = req.car_rot
     if req.loctype != "carrlong":
-        ref = _find_reference(series_name, req.t_ref, more, lookup)
-        href = sun.full_disk_header(ref)
+        ref = _find_reference(series_name, req.t_ref, more, lookup, where)
+        href = header_of(ref)
+        _ctype_check(href)
         if req.loctype in ("arcsec", "pixels"):
             if req.loctype == "arcsec":
                 # im_patch's linear WCS macros (PIX_X, PIX_Y), first pixel (1, 1), minus 1.
@@ -512,12 +624,24 @@ def _im_patch(
         crln, crlt = req.x, req.y
         if crln < 0:
             raise ProcessingError("Box longitude must be specified.")
+        if crlt < -990:
+            raise ProcessingError("box latitude must be specified.")
     on_disk = math.isfinite(crln) and math.isfinite(crlt)
+    if not _is_time_first(series_name):
+        raise ProcessingError("Input series must have TIME keyword first, for now...")
 
     t_start, t_stop = req.t_start, req.t_stop
     step = float(getattr(records[0].series, "step", 0) if records else 0) or 1.0
+    if not records:
+        from sunpy_jsoc_cutout.testing import catalog
+
+        with contextlib.suppress(catalog.RecordSetError):
+            step = float(catalog.get_series(series_name).step)
+    cadence = parse_cadence(req.cadence) if req.cadence and req.cadence != "NOTSPECIFIED" else step
+    if cadence:
+        cadence = round(cadence / step) * step
     if has_time_filter:
-        # Records as the spec gave them; cadence is ignored in this mode.
+        # Records as the spec gave them; cadence is ignored in this mode (except for aia.lev1 below).
         in_query = ds or f"{series_name}[{records[0].keyword('T_REC')}-{records[-1].keyword('T_REC')}]"
         todo = list(records)
     else:
@@ -529,20 +653,19 @@ def _im_patch(
                 raise ProcessingError("Starting location is off the solar disk.")
             t_start = t_start or _heliographic_time(car_rot, crln + 90)
             t_stop = t_stop or _heliographic_time(car_rot, crln - 90)
-        series_step = step
-        if records:
-            series_step = float(records[0].series.step)
-        cadence = parse_cadence(req.cadence) if req.cadence else series_step
-        if cadence:
-            cadence = round(cadence / series_step) * series_step
-        at = f"@{cadence:.0f}s" if cadence > series_step else ""
-        in_query = f"{series_name}[{sun.format_tai(t_start)}-{sun.format_tai(t_stop)}{at}]{more}"
+        at = f"@{cadence:.0f}s" if cadence > step else ""
+        in_query = f"{series_name}[{sun.format_tai(t_start)}-{sun.format_tai(t_stop)}{at}]{where}{more}"
+        todo = None
+    special = _sparse_query(in_query, cadence, lookup, requestid)
+    if special is not None:
+        todo, in_query = special
+    elif todo is None:
         try:
             todo, _ = lookup(in_query)
         except Exception as exc:  # any refusal means no input
             raise ProcessingError(f"No input data found ({exc})") from None
-        if not todo:
-            raise ProcessingError("No input data found")
+    if not todo:
+        raise ProcessingError("No input data found")
 
     date = (now or Time.now()).utc
     date.precision = 0
@@ -557,13 +680,15 @@ def _im_patch(
             break
         if _quality(record) < 0:
             continue
-        header = sun.full_disk_header(record)
+        header = header_of(record)
         n1 = int(header.get("NAXIS1", sun.IMAGE_SIZE))
         n2 = int(header.get("NAXIS2", sun.IMAGE_SIZE))
         cdelt = float(header["CDELT1"])
         crota = float(header.get("CROTA2", 0.0))
         x0, y0 = float(header["CRPIX1"]) - 1, float(header["CRPIX2"]) - 1
         if box is None:
+            if req.loctype == "carrlong":
+                _ctype_check(header)
             box = _box_size(req, header, crlt if on_disk else 0.0)
         pw, ph, llx, lly = box
 
@@ -615,9 +740,7 @@ def _im_patch(
             history.append(f"Image registered by shift of ({dx:0.3f},{dy:0.3f}) pixels.")
 
         out = dict(header)
-        source = Product(record, {}, data, processed=False).spec
-        rho = math.radians(crota)
-        mx, my = (data.shape[1] + 1) // 2 - crpix1, (data.shape[0] + 1) // 2 - crpix2
+        source = Product(record, {}, data, processed=scaled).spec
         out.update(
             {
                 "NAXIS1": int(data.shape[1]),
@@ -642,16 +765,86 @@ def _im_patch(
                 "HGTSTOP": sun.format_tai(t_stop) if t_stop is not None else _MISSING_TIME,
                 "DATE": date.isot + "Z",
                 "HGQUERY": in_query,
-                "XCEN": (mx * math.cos(rho) - my * math.sin(rho)) * cdelt,
-                "YCEN": (my * math.cos(rho) + mx * math.sin(rho)) * cdelt,
+                # im_patch writes CRLN_OBS back; its -0.0818941 deg correction applies only to
+                # records with a CALVER keyword lacking bit 28, which the offline images have not.
+                "CRLN_OBS": float(header["CRLN_OBS"]),
             }
         )
         if on_disk:
             out["HGCRLN"], out["HGCRLT"] = crln, crlt
         out.update(_statistics(data))
-        out["HISTORY"] = [source, *history]
-        out["COMMENT"] = ["Patches"]
+        out["HISTORY"] = [*header.get("HISTORY", []), source, *history]
+        out["COMMENT"] = [*header.get("COMMENT", []), "Patches"]
         products.append(Product(record, out, data.astype(np.float32, copy=False)))
+    return products
+
+
+def _aia_scale_arguments(name: str, args: dict[str, str], series) -> dict[str, float]:
+    if series.instrument.upper() != "AIA":
+        # aia_lev1p5 scales AIA level-1 images; the offline JSOC refuses everything else.
+        raise ProcessingError(
+            f"{name}: {series.name} is not an AIA level-1 series; aia_scale scales AIA images "
+            f"to {AIA_SCALE_TO} arcsec/pixel (aia.lev1, aia.lev1_euv_12s, aia.lev1_uv_24s, ...)"
+        )
+    out = {}
+    for key, default in (
+        ("scale_to", AIA_SCALE_TO),
+        ("xc", 0.0),
+        ("yc", 0.0),
+        ("wide", 4096),
+        ("high", 4096),
+    ):
+        out[key] = _number(args, key, default)
+    out["rescale"] = _number(args, "rescale", 1)
+    if out["wide"] < 1 or out["high"] < 1:
+        raise ProcessingError(f"{name}: wide and high must be positive")
+    return out
+
+
+def _scaled_header(record, scale: dict[str, float], name: str) -> dict:
+    """The header aia_lev1p5 writes: 0.6 arcsec/pixel, north up, Sun centre on the array centre."""
+    header = dict(sun.full_disk_header(record))
+    cdelt1, cdelt2 = float(header["CDELT1"]), float(header["CDELT2"])
+    mag = abs(cdelt1 / scale["scale_to"]) if scale["rescale"] else 1.0
+    wide, high = int(scale["wide"]), int(scale["high"])
+    header.update(
+        {
+            "NAXIS1": wide,
+            "NAXIS2": high,
+            "CDELT1": cdelt1 / mag,
+            "CDELT2": cdelt2 / mag,
+            "R_SUN": float(header.get("R_SUN", 0.0)) * mag,
+            "CROTA2": 0.0,
+            "CRPIX1": (wide + 1.0) * 0.5 - scale["xc"],
+            "CRPIX2": (high + 1.0) * 0.5 - scale["yc"],
+            "X0": 0.0,
+            "Y0": 0.0,
+            "LVL_NUM": 1.5,
+        }
+    )
+    header["HISTORY"] = [
+        f"{name}: level 1.5 by aia_lev1p5, rescaled by {mag:.6f} to {cdelt1 / mag:.4f} arcsec/pixel, "
+        f"rotated by {sun.full_disk_header(record)['CROTA2']:.4f} deg to solar north, Sun centre on "
+        "the array centre."
+    ]
+    return header
+
+
+def _aia_scale(records: Sequence, name: str, args: dict[str, str], requestid: str, now) -> list[Product]:
+    if not records:
+        return []
+    scale = _aia_scale_arguments(name, args, records[0].series)
+    date = (now or Time.now()).utc
+    date.precision = 0
+    products = []
+    for record in records:
+        if _quality(record) < 0:
+            continue
+        header = _scaled_header(record, scale, name)
+        data = sun.render(record, header, slice(0, header["NAXIS2"]), slice(0, header["NAXIS1"]))
+        data = np.clip(data, -8.0, 16383.5)  # aia_lev1p5 clips AIA output to this range
+        header.update(_statistics(data), DATE=date.isot + "Z", REQUESTID=requestid)
+        products.append(Product(record, header, data))
     return products
 
 
@@ -709,13 +902,37 @@ def run(
         not implement.
     """
     steps = parse_process(process)
-    for name, _ in steps:
-        if name.lower() in _SUPPORTED_LATER:
+    names = [name.lower() for name, _ in steps]
+    for name in names:
+        if name in _SUPPORTED_LATER:
             raise ProcessingError(f"{name} is not supported by the offline JSOC yet")
-        if name != "im_patch":
+        if name != "im_patch" and name not in AIA_SCALE_STEPS:
             raise ProcessingError(f"Processing step '{name}' is not known to JSOC")
     if not steps:
         return _full_disk(records)
-    if len(steps) > 1:
-        raise ProcessingError("im_patch can be given only once in a process string")
-    return _im_patch(list(records), steps[0][1], requestid, lookup=lookup, ds=ds, now=now)
+    if names.count("im_patch") > 1 or sum(n in AIA_SCALE_STEPS for n in names) > 1:
+        raise ProcessingError("each processing step can be given only once in a process string")
+    if names[0] == "im_patch" and len(names) > 1:
+        # JSOC would scale the cut-outs into mostly empty full frames; the web form never does this.
+        raise ProcessingError("the offline JSOC runs aia_scale only before im_patch (the web form's order)")
+    records = list(records)
+    if names[0] in AIA_SCALE_STEPS:
+        name, args = steps[0]
+        if len(steps) == 1:
+            return _aia_scale(records, name, args, requestid, now)
+        series = records[0].series if records else None
+        if series is None and ds:
+            from sunpy_jsoc_cutout.testing import catalog
+
+            series = catalog.get_series(_split_ds(ds)[0])
+        if series is None:
+            return []
+        scale = _aia_scale_arguments(name, args, series)
+
+        def header_of(record):
+            return _scaled_header(record, scale, name)
+
+        return _im_patch(
+            records, steps[1][1], requestid, lookup=lookup, ds=ds, now=now, header_of=header_of, scaled=True
+        )
+    return _im_patch(records, steps[0][1], requestid, lookup=lookup, ds=ds, now=now)

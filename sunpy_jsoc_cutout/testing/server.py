@@ -13,6 +13,7 @@ in a background thread::
 from __future__ import annotations
 
 import collections
+import contextlib
 import ipaddress
 import json
 import logging
@@ -20,17 +21,19 @@ import re
 import shutil
 import socket
 import socketserver
+import struct
 import tempfile
 import threading
+import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from sunpy_jsoc_cutout.testing.exports import REGISTERED_EMAILS, ExportManager, check_address
+from sunpy_jsoc_cutout.testing.exports import REGISTERED_EMAILS, ExportManager, Faults, check_address
 
-__all__ = ["OfflineJSOC", "OfflineJSOCApp", "parse_params"]
+__all__ = ["Faults", "OfflineJSOC", "OfflineJSOCApp", "parse_params"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,27 @@ _MANAGER_KNOBS = {
     "max_records",
     "clock",
 }
+_SOCKET_KEY = "offline_jsoc.socket"
+
+
+class _Reset(ConnectionResetError):
+    """Raised inside the app to drop the connection without (the rest of) an answer."""
+
+
+def _reset(environ: dict) -> None:
+    # SO_LINGER 0: closing sends a TCP reset, as a crashed or overloaded front end does.
+    sock = environ.get(_SOCKET_KEY)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raise _Reset("offline JSOC: connection reset (injected fault)")
+
+
+def _cut_body(data: bytes, keep: int) -> Iterable[bytes]:
+    # wsgiref's handler takes a ConnectionResetError as "the client went away" and closes the
+    # connection quietly, after the part already written.
+    yield data[: max(1, keep)]
+    raise _Reset("offline JSOC: body cut (injected fault)")
 
 
 def parse_params(environ: dict) -> dict[str, str]:
@@ -79,8 +103,12 @@ def parse_params(environ: dict) -> dict[str, str]:
     return params
 
 
+def _encode(body: dict | bytes) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
 def _json(start_response, body: dict | bytes, status: str = "200 OK") -> list[bytes]:
-    data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    data = _encode(body)
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
     return [data]
 
@@ -122,6 +150,7 @@ class OfflineJSOCApp:
 
     def __init__(self, manager: ExportManager, registered_emails: Sequence[str] = REGISTERED_EMAILS):
         self.manager = manager
+        self.faults: Faults = manager.faults
         self.registered_emails = tuple(registered_emails)
         self.calls: collections.Counter = collections.Counter()
         self._calls_lock = threading.Lock()
@@ -139,25 +168,58 @@ class OfflineJSOCApp:
                     return _plain(start_response, "405 Method Not Allowed", "Method not allowed\n")
                 program = path[len(_CGI) :]
                 params = parse_params(environ)
+                op = "checkAddress" if program == "checkAddress.sh" else params.get("op") or program
+                fault = self.faults.draw("cgi", op)
+                if fault is not None and fault != "cgi_cut":
+                    return self._fault(environ, start_response, fault)
                 if program == "jsoc_info":
-                    return _json(start_response, self.jsoc_info(params))
-                if program == "jsoc_fetch":
-                    return _json(start_response, self.jsoc_fetch(params))
-                if program == "checkAddress.sh":
+                    answer = self.jsoc_info(params)
+                elif program == "jsoc_fetch":
+                    answer = self.jsoc_fetch(params)
+                elif program == "checkAddress.sh":
                     self._count("checkAddress")
                     address = params.get("address")
                     if address is not None and "%" in address:
                         # drms URL-encodes the address twice; checkAddress.py unquotes it.
                         address = unquote(address)
-                    return _json(start_response, check_address(address, self.registered_emails))
+                    answer = check_address(address, self.registered_emails)
+                else:
+                    return _plain(start_response, "404 Not Found", f"Not Found: {path}\n")
+                if fault == "cgi_cut":
+                    # The program ran (an export request was taken); its answer is lost mid-way.
+                    data = _encode(answer)
+                    start_response(
+                        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+                    )
+                    return _cut_body(data, len(data) // 2)
+                return _json(start_response, answer)
             elif method in ("GET", "HEAD"):
                 file_path = self.manager.file_for(path)
                 if file_path is not None and file_path.is_file():
                     return self._serve_file(environ, start_response, file_path, head=method == "HEAD")
             return _plain(start_response, "404 Not Found", f"Not Found: {path}\n")
+        except _Reset:
+            raise
         except Exception:  # a bug in the fake surfaces as a 500, as a crashing CGI would
             log.exception("offline JSOC: error answering %s", path)
             return _plain(start_response, "500 Internal Server Error", traceback.format_exc())
+
+    def _fault(self, environ: dict, start_response, fault: str) -> Iterable[bytes]:
+        """Answer with an injected fault that replaces the answer (500, 429 or a reset)."""
+        if fault.endswith("_reset"):
+            _reset(environ)
+        if fault.endswith("_429"):
+            data = b"Too Many Requests (injected fault)\n"
+            start_response(
+                "429 Too Many Requests",
+                [
+                    ("Content-Type", "text/plain"),
+                    ("Content-Length", str(len(data))),
+                    ("Retry-After", str(self.faults.retry_after)),
+                ],
+            )
+            return [data]
+        return _plain(start_response, "500 Internal Server Error", "Internal Server Error (injected fault)\n")
 
     # -- CGI programs ------------------------------------------------------------------------------
 
@@ -203,16 +265,20 @@ class OfflineJSOCApp:
     # -- files -------------------------------------------------------------------------------------
 
     def _serve_file(self, environ: dict, start_response, path: Path, *, head: bool) -> Iterable[bytes]:
+        fault = None
         if not head:
+            fault = self.faults.draw("download")
+            if fault in ("download_500", "download_reset", "download_429"):
+                return self._fault(environ, start_response, fault)
             self._count("download")
         size = path.stat().st_size
         headers = [
             ("Content-Type", _CONTENT_TYPES.get(path.suffix, "application/octet-stream")),
-            ("Accept-Ranges", "bytes"),
+            ("Accept-Ranges", "none" if self.faults.ignore_range else "bytes"),
         ]
         start, end = 0, size - 1
         status = "200 OK"
-        wanted = environ.get("HTTP_RANGE", "")
+        wanted = "" if self.faults.ignore_range else environ.get("HTTP_RANGE", "")
         match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", wanted) if wanted else None
         if match and (match.group(1) or match.group(2)):
             first, last = match.groups()
@@ -230,27 +296,65 @@ class OfflineJSOCApp:
             status = "206 Partial Content"
             headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
         length = end - start + 1 if size else 0
+        if fault == "download_truncate" and status != "200 OK":
+            fault = "download_cut"  # a short 206 would only be a smaller range
+        send = length
+        if fault == "download_truncate":
+            length = send = int(length * self.faults.fraction(0.2, 0.9))
+        elif fault == "download_cut":
+            send = int(length * self.faults.fraction(0.1, 0.9))
+        corrupt_at = int(length * self.faults.fraction(0.5, 1.0)) if fault == "download_corrupt" else None
         headers.append(("Content-Length", str(length)))
         start_response(status, headers)
         if head or length == 0:
             return []
-        return _read_range(path, start, length)
+        return _read_range(
+            path,
+            start,
+            send,
+            cut=send < length,
+            corrupt_at=corrupt_at,
+            delay=float(self.faults.chunk_delay or 0.0),
+        )
 
 
-def _read_range(path: Path, start: int, length: int) -> Iterable[bytes]:
+def _read_range(
+    path: Path,
+    start: int,
+    length: int,
+    *,
+    cut: bool = False,
+    corrupt_at: int | None = None,
+    delay: float = 0.0,
+) -> Iterable[bytes]:
+    sent = 0
     with path.open("rb") as fh:
         fh.seek(start)
         while length > 0:
+            if delay and sent:
+                time.sleep(delay)
             chunk = fh.read(min(_CHUNK, length))
             if not chunk:
                 return
+            if corrupt_at is not None and sent <= corrupt_at < sent + len(chunk):
+                flipped = bytearray(chunk)
+                flipped[corrupt_at - sent] ^= 0x5A
+                chunk = bytes(flipped)
             length -= len(chunk)
+            sent += len(chunk)
             yield chunk
+    if cut:
+        raise _Reset("offline JSOC: download cut (injected fault)")
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format, *args):
         log.debug("offline JSOC: %s - %s", self.address_string(), format % args)
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ[_SOCKET_KEY] = self.connection  # for injected connection resets
+        return environ
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -291,6 +395,11 @@ class OfflineJSOC:
         Addresses accepted as ``notify`` and reported registered by ``checkAddress.sh``.
     file_root : pathlib.Path, optional
         Folder for the export files; a temporary folder (removed by `stop`) by default.
+    faults : `~sunpy_jsoc_cutout.testing.exports.Faults` or dict, optional
+        Fault injection (HTTP 500s, resets, cut bodies, 429s on CGI calls and downloads,
+        truncated and corrupted files, status 6 after a submission, malicious tars); a dict is
+        passed to ``Faults(**faults)``. None by default; change it while running through
+        ``jsoc.faults``.
     **knobs
         Passed to `~sunpy_jsoc_cutout.testing.exports.ExportManager`: ``ignore_process`` (export
         full-disk images whatever the process string), ``retention_seconds``, ``pending_timeout``,
@@ -307,6 +416,8 @@ class OfflineJSOC:
         `~sunpy_jsoc_cutout.testing.exports.Export` by request ID.
     exp_requests : list of dict
         The parameters of every ``exp_request`` received, in order.
+    faults : `~sunpy_jsoc_cutout.testing.exports.Faults`
+        The fault knobs, settable while running; ``faults.injected`` counts what was injected.
     """
 
     def __init__(
@@ -317,6 +428,7 @@ class OfflineJSOC:
         staging_seconds: float = 1.0,
         registered_emails: Sequence[str] = REGISTERED_EMAILS,
         file_root: Path | None = None,
+        faults: Faults | Mapping | None = None,
         **knobs,
     ):
         unknown = set(knobs) - _MANAGER_KNOBS
@@ -329,8 +441,14 @@ class OfflineJSOC:
         self.file_root = (
             Path(file_root) if file_root is not None else Path(tempfile.mkdtemp(prefix="offline-jsoc-"))
         )
+        if isinstance(faults, Mapping):
+            faults = Faults(**faults)
         self.manager = ExportManager(
-            self.file_root, staging_seconds=staging_seconds, registered_emails=registered_emails, **knobs
+            self.file_root,
+            staging_seconds=staging_seconds,
+            registered_emails=registered_emails,
+            faults=faults,
+            **knobs,
         )
         self.app = OfflineJSOCApp(self.manager, registered_emails)
         self.url: str | None = None
@@ -366,6 +484,18 @@ class OfflineJSOC:
     @ignore_process.setter
     def ignore_process(self, value: bool) -> None:
         self.manager.ignore_process = bool(value)
+
+    @property
+    def faults(self) -> Faults:
+        return self.manager.faults
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.manager.retention_seconds
+
+    @retention_seconds.setter
+    def retention_seconds(self, value: float) -> None:
+        self.manager.retention_seconds = float(value)
 
     def expire(self, requestid: str) -> None:
         """Move an export to status 5 (deleted after the retention time) and remove its files."""

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIVE_REGIONS",
     "IMAGE_SIZE",
+    "NOAA_REGIONS",
     "RSUN_REF",
     "Geometry",
+    "NoaaRegion",
     "carrington_to_pixel",
     "format_tai",
     "full_disk_header",
@@ -270,6 +272,51 @@ ACTIVE_REGIONS: tuple[tuple[float, float, float, float], ...] = (
     (20.0, 8.0, 2.0, 0.8),
     (260.0, -20.0, 2.5, 0.7),
 )
+
+
+@dataclass(frozen=True)
+class NoaaRegion:
+    """
+    A NOAA active region of the offline JSOC: one disk passage of a feature of `ACTIVE_REGIONS`.
+
+    Attributes
+    ----------
+    number : int
+        The NOAA (SWPC) region number, e.g. 11967.
+    feature : int
+        Index into `ACTIVE_REGIONS` (the Carrington position of the feature).
+    first_day, last_day : str
+        First and last ``YYYY-MM-DD`` with a daily su_rsb.NOAA_ActiveRegions record (00:00 UTC).
+    harpnum : int
+        The HARP number of the same region (hmi.sharp_cea_720s).
+    zurich, magnetic : str
+        Zurich class and magnetic type written in the daily records.
+    area, spots : int
+        Area (millionths of the hemisphere) and spot count.
+    """
+
+    number: int
+    feature: int
+    first_day: str
+    last_day: str
+    harpnum: int
+    zurich: str = "Dkc"
+    magnetic: str = "Beta-Gamma"
+    area: int = 300
+    spots: int = 12
+
+
+#: The NOAA regions of the offline JSOC, one entry per disk passage of a procedural feature. Their
+#: positions follow the features' fixed Carrington coordinates; 11967 sits near disk centre on
+#: 2014-02-05 (LongitudeCM -9 at 00:00 UTC, +5 on 2014-02-06).
+NOAA_REGIONS: tuple[NoaaRegion, ...] = (
+    NoaaRegion(11946, 3, "2014-01-17", "2014-01-29", 3497, "Cao", "Beta", 120, 6),
+    NoaaRegion(11959, 1, "2014-01-26", "2014-02-06", 3535, "Eai", "Beta-Gamma", 250, 18),
+    NoaaRegion(11967, 0, "2014-01-31", "2014-02-12", 3563, "Fkc", "Beta-Gamma-Delta", 1270, 45),
+    NoaaRegion(11976, 2, "2014-02-05", "2014-02-16", 3586, "Dao", "Beta", 180, 9),
+    NoaaRegion(11982, 3, "2014-02-14", "2014-02-25", 3604, "Hsx", "Alpha", 60, 1),
+)
+
 _GRID_STEP = 15.0  # degrees between Carrington grid lines
 _GRID_WIDTH = 0.25  # degrees, half width of a grid line
 
@@ -303,6 +350,8 @@ def full_disk_header(record: Record) -> dict[str, Any]:
         CROTA2, DSUN_OBS, RSUN_OBS, RSUN_REF, R_SUN, CRLN_OBS, CRLT_OBS, CAR_ROT, HGLN_OBS,
         HGLT_OBS, BUNIT, ...). ``sunpy.map.Map((data, header))`` gives the right WCS and observer.
     """
+    if getattr(record.series, "kind", "slotted") == "harp":
+        return _cea_header(record)
     instrument = record.series.instrument.upper()
     t_obs = Time(record.t_obs)
     geo = observer_geometry(t_obs)
@@ -363,14 +412,15 @@ def full_disk_header(record: Record) -> dict[str, Any]:
         for name in ("T_REC", "T_OBS", "DATE-OBS", "INSTRUME", "EXPTIME", "QUALITY")
     }
     if instrument == "HMI":
+        continuum = _is_continuum(record)
         header.update(
             {
                 "INSTRUME": "HMI_FRONT2",
                 "CAMERA": int(record.camera or 2),
                 "WAVELNTH": 6173.0,
                 "WAVEUNIT": "angstrom",
-                "BUNIT": "Gauss",
-                "CONTENT": "MAGNETOGRAM",
+                "BUNIT": "DN/s" if continuum else "Gauss",
+                "CONTENT": "CONTINUUM INTENSITY" if continuum else "MAGNETOGRAM",
             }
         )
     else:
@@ -395,6 +445,72 @@ def full_disk_header(record: Record) -> dict[str, Any]:
         q = int(shown["QUALITY"], 0)
         header["QUALITY"] = q - (1 << 32) if q >= (1 << 31) else q
     return header
+
+
+def _is_continuum(record: Record) -> bool:
+    return "continuum" in tuple(getattr(record.series, "segments", ())[:1])
+
+
+def _cea_header(record: Record) -> dict[str, Any]:
+    # A SHARP CEA patch: Carrington longitude / sine-latitude grid around the region (CRLN-CEA).
+    t_obs = Time(record.t_obs)
+    geo = observer_geometry(t_obs)
+    cdelt = 0.03
+    nx, ny = 600, 400
+    lon = float(record.keyword("CRVAL1"))
+    lat = float(record.keyword("CRVAL2"))
+    return {
+        "SIMPLE": True,
+        "BITPIX": -32,
+        "NAXIS": 2,
+        "NAXIS1": nx,
+        "NAXIS2": ny,
+        "T_REC": format_tai(record.t_rec),
+        "T_OBS": format_tai(t_obs),
+        "DATE-OBS": t_obs.utc.isot,
+        "TELESCOP": "SDO/HMI",
+        "INSTRUME": "HMI_COMBINED",
+        "HARPNUM": int(record.keyword("HARPNUM")),
+        "NOAA_AR": int(record.keyword("NOAA_AR")),
+        "QUALITY": 0,
+        "CTYPE1": "CRLN-CEA",
+        "CTYPE2": "CRLT-CEA",
+        "CUNIT1": "degree",
+        "CUNIT2": "degree",
+        "CDELT1": cdelt,
+        "CDELT2": cdelt,
+        "CRPIX1": (nx + 1) / 2.0,
+        "CRPIX2": (ny + 1) / 2.0,
+        "CRVAL1": lon,
+        "CRVAL2": lat,
+        "CROTA2": 0.0,
+        "DSUN_OBS": geo.dsun,
+        "RSUN_REF": RSUN_REF,
+        "RSUN_OBS": geo.rsun_obs,
+        "CRLN_OBS": geo.l0,
+        "CRLT_OBS": geo.b0,
+        "CAR_ROT": geo.car_rot,
+        "HGLN_OBS": 0.0,
+        "HGLT_OBS": geo.b0,
+        "BUNIT": "Mx/cm^2",
+    }
+
+
+def _render_cea(header: dict, rows: Any, cols: Any) -> np.ndarray:
+    # Carrington longitude and latitude of CEA pixels (lambda = 1: y is sin(latitude) in degrees).
+    r = _as_index(rows)[:, None]
+    c = _as_index(cols)[None, :]
+    lon = np.radians(header["CRVAL1"] + (c + 1 - header["CRPIX1"]) * header["CDELT1"])
+    sin_lat0 = math.sin(math.radians(header["CRVAL2"]))
+    sin_lat = np.clip(sin_lat0 + np.radians((r + 1 - header["CRPIX2"]) * header["CDELT2"]), -1, 1)
+    cos_lat = np.sqrt(1 - sin_lat**2)
+    vx, vy, vz = cos_lat * np.cos(lon), cos_lat * np.sin(lon), sin_lat
+    vec, size, weight = _region_vectors()
+    field = np.zeros(np.broadcast(r, c).shape)
+    for (ax, ay, az), sz, w in zip(vec, size, weight, strict=True):
+        cosd = vx * ax + vy * ay + vz * az
+        field += 1800.0 * w * np.exp(-2.0 * (1.0 - cosd) / (sz * sz))
+    return field.astype(np.float32)
 
 
 def _shown_keyword(record: Record, name: str) -> str | None:
@@ -586,6 +702,8 @@ def render(record: Record, header: dict, rows: Any, cols: Any) -> np.ndarray:
         magnetogram in Gauss (bipolar regions, NaN off the disk as in real HMI data). Both show a
         faint grid every 15 degrees of Carrington longitude and latitude.
     """
+    if str(header.get("CTYPE1", "")).endswith("-CEA"):
+        return _render_cea(header, rows, cols)
     r = _as_index(rows)[:, None]
     c = _as_index(cols)[None, :]
     tx, ty = pixel_to_helioprojective(header, r, c)
@@ -617,7 +735,15 @@ def render(record: Record, header: dict, rows: Any, cols: Any) -> np.ndarray:
 
     vec, size, weight = _region_vectors()
     is_hmi = record.series.instrument.upper() == "HMI"
-    if is_hmi:
+    if is_hmi and _is_continuum(record):
+        # Continuum intensity: limb darkening (u = 0.6) and dark spots at the active regions.
+        spots = np.zeros_like(mu)
+        for (ax, ay, az), sz, w in zip(vec, size, weight, strict=True):
+            cosd = vx * ax + vy * ay + vz * az
+            spots += 0.7 * w * np.exp(-2.0 * (1.0 - cosd) / (0.25 * sz * sz))
+        data = 60000.0 * (1.0 - 0.6 * (1.0 - mu)) * (1.0 - np.minimum(spots, 0.8)) * (1.0 + 0.01 * grid)
+        data = np.where(on, data, np.nan)
+    elif is_hmi:
         field = np.zeros_like(mu)
         for (ax, ay, az), sz, w in zip(vec, size, weight, strict=True):
             # A bipolar region: leading positive and following negative polarity.
