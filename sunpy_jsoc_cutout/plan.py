@@ -23,7 +23,6 @@ from sunpy_jsoc_cutout.attrs import ActiveRegion
 
 __all__ = [
     "CHANNELS",
-    "CHANNEL_CADENCE",
     "NOAA_KEYS",
     "NOAA_SERIES",
     "TAR_THRESHOLD",
@@ -53,10 +52,8 @@ CHANNELS = {
     "aia.lev1_vis_1h": _VIS,
     "aia.lev1": _EUV + _UV + _VIS,
 }
-# Seconds between two exposures of one AIA channel.
-CHANNEL_CADENCE = {**dict.fromkeys(_EUV, 12.0), **dict.fromkeys(_UV, 24.0), **dict.fromkeys(_VIS, 3600.0)}
 # Series whose T_REC slots are sparse: DRMS's "@step" is unreliable there (jsoc-api.md 1.4, 4),
-# so sampling goes to im_patch's cadence and the wavelength to a where clause.
+# so a.Sample is refused and the wavelength goes to a where clause.
 SPARSE_SERIES = frozenset({"aia.lev1"})
 # im_patch looks for its reference image near t_ref; the JSOC form says data must exist
 # within 4 hours of it.
@@ -652,14 +649,13 @@ def make_plan(params, series, *, region=None):
     notify = check_notify(params["notify"].value) if "notify" in params else None
 
     segments = _segments(params, series)
-    key_filter, where, channels = _wavelength_filter(params, series)
+    key_filter, where = _wavelength_filter(params, series)
     time_filter = f"{drms_time(start)}-{drms_time(end)}"
     cadence = f"{plain_number(series.step or 1, 6)}s"
     if "sample" in params:
-        seconds = _check_sample(float(params["sample"].value), series, channels)  # a.Sample keeps seconds
+        seconds = _check_sample(float(params["sample"].value), series)  # a.Sample keeps seconds
         cadence = f"{plain_number(seconds, 6)}s"
-        if not series.sparse:
-            time_filter += f"@{cadence}"
+        time_filter += f"@{cadence}"
     record_set = f"{series.name}[{time_filter}]{key_filter}{{{','.join(segments)}}}"
 
     impatch, box_pixels = _impatch(params, series, start, end, region=region, scale=scale)
@@ -698,29 +694,32 @@ def _check_series(series):
         )
 
 
-def _check_sample(seconds, series, channels):
-    """a.Sample against the series: no finer than its cadence, whole slots on slotted series."""
+def _check_sample(seconds, series):
+    """a.Sample against the series: sampling it can do, no finer than its cadence, whole slots."""
     if series.sparse:
-        finest = max((CHANNEL_CADENCE[c] for c in channels or series.channels), default=series.step or 1)
-        what = "cadence of the channels asked for in"
-    else:
-        finest = series.step or 1
-        what = "cadence of"
+        # im_patch applies its own cadence to aia.lev1 only for an "@" record set, which DRMS
+        # resolves on aia.lev1's sparse slots to next to no records (jsoc-api.md 1.4 and 4); a
+        # cadence sent without "@" is ignored and every image would be cut.
+        raise ValueError(
+            f"a.Sample: JSOC cannot sample {series.name} reliably (its time slots are sparse, so "
+            "'@cadence' finds next to no records, and im_patch ignores a cadence without it); use "
+            "aia.lev1_euv_12s, aia.lev1_uv_24s or aia.lev1_vis_1h, which hold the same images on "
+            "regular slots, or leave a.Sample out to cut every image."
+        )
+    finest = series.step or 1
     if seconds < finest - 1e-9:
         raise ValueError(
-            f"a.Sample: {plain_number(seconds)} s is finer than the {plain_number(finest)} s {what} "
-            f"{series.name}; use at least {plain_number(finest)} s."
+            f"a.Sample: {plain_number(seconds)} s is finer than the {plain_number(finest)} s cadence "
+            f"of {series.name}; use at least {plain_number(finest)} s."
         )
-    step = series.step
-    if step and not series.sparse:
-        slots = seconds / step
-        if abs(slots - round(slots)) > 1e-6:
-            lower, upper = math.floor(slots) * step, math.ceil(slots) * step
-            raise ValueError(
-                f"a.Sample: {plain_number(seconds)} s is not a whole number of the {plain_number(step)} s "
-                f"slots of {series.name}, and JSOC would round it; use {plain_number(lower)} s or "
-                f"{plain_number(upper)} s."
-            )
+    slots = seconds / finest
+    if series.step and abs(slots - round(slots)) > 1e-6:
+        lower, upper = math.floor(slots) * finest, math.ceil(slots) * finest
+        raise ValueError(
+            f"a.Sample: {plain_number(seconds)} s is not a whole number of the {plain_number(finest)} s "
+            f"slots of {series.name}, and JSOC would round it; use {plain_number(lower)} s or "
+            f"{plain_number(upper)} s."
+        )
     return seconds
 
 
@@ -744,11 +743,11 @@ def _wavelength_filter(params, series):
     The wavelength part of the record set, checked against the series' channels.
 
     Returns the filter text (``[171,193]``, or ``[? WAVELNTH IN (171,193) ?]`` for series
-    without a WAVELNTH prime key such as aia.lev1), the where clause alone, and the channels.
+    without a WAVELNTH prime key such as aia.lev1) and the where clause alone.
     """
     wavelength = params.get("wavelength")
     if wavelength is None:
-        return "", "", ()
+        return "", ""
     channels = series.channels
     if not channels:
         raise ValueError(
@@ -778,13 +777,13 @@ def _wavelength_filter(params, series):
             )
     chosen = tuple(sorted(set(chosen)))
     if "WAVELNTH" in series.primekeys:
-        return f"[{','.join(str(c) for c in chosen)}]", "", chosen
+        return f"[{','.join(str(c) for c in chosen)}]", ""
     # No WAVELNTH prime key (aia.lev1): select the channels with a DRMS SQL where clause.
     if len(chosen) == 1:
         where = f"WAVELNTH={chosen[0]}"
     else:
         where = f"WAVELNTH IN ({','.join(str(c) for c in chosen)})"
-    return f"[? {where} ?]", where, chosen
+    return f"[? {where} ?]", where
 
 
 def _filenamefmt(series):

@@ -49,6 +49,7 @@ __all__ = [
     "VERIFY_RETRIES",
     "RetrieveError",
     "fetch_export",
+    "set_aside",
     "verify_fits",
 ]
 
@@ -627,3 +628,27 @@ def fetch_export(
         with contextlib.suppress(OSError):  # only if no other export is in progress there
             partial.parent.rmdir()
     return results
+
+
+def set_aside(path, requestid):
+    """
+    Move a file that failed a check away from its target name, into the partial folder.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file, at its target name.
+    requestid : str or None
+        The export it came from (names the folder it is kept in).
+
+    Returns
+    -------
+    pathlib.Path
+        Where the file is now.
+    """
+    folder_name = re.sub(r"[^A-Za-z0-9._-]", "_", str(requestid or "export"))
+    folder = path.parent / PARTIAL_DIR / folder_name / "rejected"
+    folder.mkdir(parents=True, exist_ok=True)
+    aside = folder / path.name
+    os.replace(path, aside)
+    return aside

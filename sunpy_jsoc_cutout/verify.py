@@ -40,6 +40,9 @@ from astropy.io import fits
 from astropy.time import Time
 from sunpy.coordinates import HeliographicCarrington, HeliographicStonyhurst, Helioprojective
 
+from sunpy_jsoc_cutout.plan import plain_number
+from sunpy_jsoc_cutout.retrieve import verify_fits
+
 __all__ = [
     "CENTRE_TOLERANCE",
     "CONTENT",
@@ -150,13 +153,9 @@ def expectation_from_plan(plan):
     -------
     Expectation
     """
-    from sunpy_jsoc_cutout.plan import plain_number
-
     patch = plan.impatch
     # Numbers as the process string carried them (plain_number), which is what im_patch read.
     sent = {name: float(plain_number(getattr(patch, name))) for name in ("x", "y", "width", "height")}
-    # The scale flag may sit on the plan or on its im_patch step, as a bool or a step name.
-    scale = any(bool(getattr(obj, name, False)) for obj in (plan, patch) for name in ("scale", "aia_scale"))
     return Expectation(
         series=plan.series.name,
         locunits=patch.locunits,
@@ -165,7 +164,7 @@ def expectation_from_plan(plan):
         tracking=bool(patch.tracking),
         register=bool(patch.register),
         crop=bool(patch.crop),
-        scale=scale,
+        scale=plan.aia_scale is not None,
         **sent,
     )
 
@@ -189,8 +188,6 @@ def check_cutout(path, expectation, *, checksum=True):
         None when the file is the cutout that was asked for, else the reason it is not.
     """
     if checksum:
-        from sunpy_jsoc_cutout.retrieve import verify_fits
-
         reason = verify_fits(Path(path))
         if reason:
             return f"the FITS file is damaged: {reason}"

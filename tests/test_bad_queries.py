@@ -163,13 +163,13 @@ BAD_SEARCHES = {
         {"sample": lambda: a.Sample(50 * u.s)},
         r"a\.Sample: 50 s is not a whole number of the 12 s slots of aia\.lev1_euv_12s.*use 48 s or 60 s",
     ),
-    "sample finer than a UV channel on aia.lev1": (
+    "sample on aia.lev1, whose slots are sparse": (
         {
             "series": lambda: a.jsoc.Series("aia.lev1"),
             "wavelength": lambda: a.jsoc_cutout.Wavelength(1600 * u.AA),
-            "sample": lambda: a.Sample(12 * u.s),
+            "sample": lambda: a.Sample(24 * u.s),
         },
-        r"a\.Sample: 12 s is finer than the 24 s cadence of the channels asked for in aia\.lev1",
+        r"a\.Sample: JSOC cannot sample aia\.lev1 reliably.*use aia\.lev1_euv_12s, aia\.lev1_uv_24s",
     ),
     "Scale on HMI": (
         {

@@ -493,7 +493,9 @@ def test_check_t_ref_is_pure_and_symmetric():
 
 def test_aia_lev1_selects_the_wavelength_with_a_where_clause():
     export = plan_of(
-        *walkthrough(series=a.jsoc.Series("aia.lev1"), wavelength=a.jsoc_cutout.Wavelength(171 * u.AA)),
+        *walkthrough(
+            series=a.jsoc.Series("aia.lev1"), sample=None, wavelength=a.jsoc_cutout.Wavelength(171 * u.AA)
+        ),
         series=AIA_LEV1,
     )
     assert export.record_set == (
@@ -503,32 +505,23 @@ def test_aia_lev1_selects_the_wavelength_with_a_where_clause():
 
 
 def test_aia_lev1_several_wavelengths_use_in():
-    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1")), series=AIA_LEV1)
+    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1"), sample=None), series=AIA_LEV1)
     assert export.record_set.endswith("][? WAVELNTH IN (171,193,211,304) ?]{image}")
 
 
-def test_aia_lev1_sample_goes_to_im_patch_cadence_not_the_record_set():
-    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1")), series=AIA_LEV1)
+def test_aia_lev1_without_sample_cuts_every_image():
+    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1"), sample=None), series=AIA_LEV1)
     assert "@" not in export.record_set
-    assert ",cadence=60s," in export.process("A", "B")
 
 
-def test_aia_lev1_sample_finer_than_the_channel_cadence_is_refused():
-    with pytest.raises(
-        ValueError, match=_literal("a.Sample: 12 s is finer than the 24 s cadence of the channels")
-    ):
-        plan_of(
-            *walkthrough(
-                series=a.jsoc.Series("aia.lev1"),
-                wavelength=a.jsoc_cutout.Wavelength(1600 * u.AA),
-                sample=a.Sample(12 * u.s),
-            ),
-            series=AIA_LEV1,
-        )
+def test_aia_lev1_sample_is_refused_with_the_regular_series_to_use():
+    with pytest.raises(ValueError, match=_literal("a.Sample: JSOC cannot sample aia.lev1 reliably")) as error:
+        plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1")), series=AIA_LEV1)
+    assert "aia.lev1_euv_12s, aia.lev1_uv_24s or aia.lev1_vis_1h" in str(error.value)
 
 
 def test_aia_lev1_filename_format_names_the_channel():
-    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1")), series=AIA_LEV1)
+    export = plan_of(*walkthrough(series=a.jsoc.Series("aia.lev1"), sample=None), series=AIA_LEV1)
     assert export.filenamefmt == "aia.lev1.{T_REC:A}.{WAVELNTH}.{FSN}.{segment}"
 
 
@@ -546,7 +539,8 @@ def test_scale_runs_aia_scale_aialev1_before_im_patch():
 
 def test_scale_on_aia_lev1_uses_aia_scale_orig():
     export = plan_of(
-        *walkthrough(series=a.jsoc.Series("aia.lev1"), scale=a.jsoc_cutout.Scale(True)), series=AIA_LEV1
+        *walkthrough(series=a.jsoc.Series("aia.lev1"), sample=None, scale=a.jsoc_cutout.Scale(True)),
+        series=AIA_LEV1,
     )
     assert export.process("A", "B").startswith("n=0|aia_scale_orig|im_patch,")
 

@@ -453,7 +453,7 @@ def test_refused_export_does_not_stop_the_other_blocks(server_env, tmp_path):
 
 
 def test_file_failing_the_cutout_check_is_an_error_and_fetched_again(jsoc_env, tmp_path, monkeypatch):
-    from sunpy_jsoc_cutout import client as client_module
+    from sunpy_jsoc_cutout import verify
 
     res = Fido.search(*cutout_query(minutes=1))
     rejected = []
@@ -462,7 +462,7 @@ def test_file_failing_the_cutout_check_is_an_error_and_fetched_again(jsoc_env, t
         rejected.extend(sorted(paths)[:1])
         return [(rejected[0], "box is 4096x4096, not 60x40")]
 
-    monkeypatch.setattr(client_module.verify, "check_cutouts", reject_first)
+    monkeypatch.setattr(verify, "check_cutouts", reject_first)
     files = fetch(res, tmp_path)
 
     assert len(files) == 1
