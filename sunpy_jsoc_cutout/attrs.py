@@ -113,9 +113,9 @@ class Cutout(DataAttr):
     >>> centre = SkyCoord(100 * u.arcsec, 200 * u.arcsec, frame=frames.Helioprojective,
     ...                   observer="earth", obstime="2014-02-05T08:00")
     >>> jc.Cutout(center=centre, width=500 * u.pix, height=500 * u.pix)
-    <sunpy_jsoc_cutout.attrs.Cutout(500 pix x 500 pix around ...)>
+    <sunpy_jsoc_cutout.attrs.Cutout(500.0 pix x 500.0 pix around <SkyCoord (Helioprojective: ...)>)>
     >>> jc.Cutout(center=jc.ActiveRegion(11967), width=10 * u.deg, height=8 * u.deg)
-    <sunpy_jsoc_cutout.attrs.Cutout(10 deg x 8 deg around ActiveRegion(11967))>
+    <sunpy_jsoc_cutout.attrs.Cutout(10.0 deg x 8.0 deg around ActiveRegion(11967))>
     """
 
     def __init__(self, center=None, width=None, height=None, *, bottom_left=None, top_right=None):
