@@ -17,10 +17,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest
-	$(BIN)/ruff check sunpy_jsoc_cutout tests docs tools benchmarks
+	$(MAKE) lint
 
 lint: venv
 	$(BIN)/ruff check sunpy_jsoc_cutout tests docs tools benchmarks
+	$(BIN)/ruff format --check sunpy_jsoc_cutout tests docs tools benchmarks
 
 demo: venv
 	$(BIN)/python tools/demo.py --output demo-output

@@ -144,8 +144,8 @@ class JSOCCutoutClient(BaseClient):
         planned = []
         for index, export in enumerate(plans):
             keys = [*export.series.primekeys, "T_OBS", "TELESCOP", "INSTRUME"]
-            if export.series.channels and "WAVELNTH" not in keys:
-                keys.append("WAVELNTH")  # aia.lev1: the channel is not a prime key
+            if "WAVELNTH" not in keys:
+                keys.append("WAVELNTH")  # aia.lev1 and HMI: the wavelength is not a prime key
             listing = _without_junk(connection.rs_list(export.record_set, keys))
             trecs = listing.get(export.series.primekeys[0], [])
             count = len(trecs)

@@ -697,14 +697,14 @@ def _check_series(series):
 def _check_sample(seconds, series):
     """a.Sample against the series: sampling it can do, no finer than its cadence, whole slots."""
     if series.sparse:
-        # im_patch applies its own cadence to aia.lev1 only for an "@" record set, which DRMS
-        # resolves on aia.lev1's sparse slots to next to no records (jsoc-api.md 1.4 and 4); a
-        # cadence sent without "@" is ignored and every image would be cut.
+        # im_patch picks aia.lev1's records per cadence itself only for a record set with "@";
+        # but JSOC first opens the export's record set, and "@" on aia.lev1's sparse slots finds
+        # next to no records there (jsoc-api.md 1.4 and 4). A cadence without "@" is ignored.
         raise ValueError(
-            f"a.Sample: JSOC cannot sample {series.name} reliably (its time slots are sparse, so "
-            "'@cadence' finds next to no records, and im_patch ignores a cadence without it); use "
-            "aia.lev1_euv_12s, aia.lev1_uv_24s or aia.lev1_vis_1h, which hold the same images on "
-            "regular slots, or leave a.Sample out to cut every image."
+            f"a.Sample: JSOC cannot sample {series.name} reliably (with '@cadence' the export's "
+            "record set finds next to no records on its sparse time slots, and im_patch ignores a "
+            "cadence without it); use aia.lev1_euv_12s, aia.lev1_uv_24s or aia.lev1_vis_1h, which "
+            "hold the same images on regular slots, or leave a.Sample out to cut every image."
         )
     finest = series.step or 1
     if seconds < finest - 1e-9:

@@ -3,6 +3,7 @@
 import gc
 
 import pytest
+from sunpy.net import Fido
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +16,21 @@ def _collect_garbage_in_the_main_thread():
     yield
     gc.enable()
     gc.collect()
+
+
+@pytest.fixture
+def fido_search():
+    """
+    ``Fido.search`` that raises the client's error whichever sunpy runs.
+
+    sunpy 7 lets an error of a client's search propagate; sunpy 8 catches it and returns it
+    in the result's ``errors``.
+    """
+
+    def search(*query):
+        result = Fido.search(*query)
+        for error in getattr(result, "errors", None) or []:
+            raise error
+        return result
+
+    return search

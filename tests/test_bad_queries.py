@@ -235,9 +235,9 @@ BAD_SEARCHES = {
 
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_SEARCHES.values(), ids=BAD_SEARCHES.keys())
-def test_bad_search_fails_before_any_export(jsoc_env, overrides, message):
+def test_bad_search_fails_before_any_export(jsoc_env, fido_search, overrides, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        Fido.search(*query(**overrides))
+        fido_search(*query(**overrides))
     assert jsoc_env.calls["exp_request"] == 0
 
 

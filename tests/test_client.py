@@ -159,9 +159,9 @@ def test_path_with_unknown_fields_fails_before_any_export(jsoc_env, tmp_path):
     assert jsoc_env.calls["exp_request"] == 0
 
 
-def test_bad_query_fails_before_any_request(jsoc_env):
+def test_bad_query_fails_before_any_request(jsoc_env, fido_search):
     with pytest.raises(ValueError, match=re.escape("1600 Angstrom is not a channel of aia.lev1_euv_12s")):
-        Fido.search(*cutout_query(a.jsoc_cutout.Wavelength(1600 * u.AA)))
+        fido_search(*cutout_query(a.jsoc_cutout.Wavelength(1600 * u.AA)))
     assert jsoc_env.calls["exp_request"] == 0
     assert jsoc_env.calls["rs_list"] == 0
 

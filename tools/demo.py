@@ -58,8 +58,9 @@ def search_and_fetch(output):
         The paths of the FITS cutouts.
     """
     # A point a little south-east of disk centre, as SDO saw it at the start.
-    centre = SkyCoord(-150 * u.arcsec, -200 * u.arcsec,
-                      frame=Helioprojective(observer="earth", obstime=START))
+    centre = SkyCoord(
+        -150 * u.arcsec, -200 * u.arcsec, frame=Helioprojective(observer="earth", obstime=START)
+    )
     res = Fido.search(
         a.Time(START, END),
         a.jsoc.Series("aia.lev1_euv_12s"),
@@ -92,8 +93,7 @@ def request_ids(res, files):
 
 def first_cutouts(files):
     """The first cutout (earliest ``T_REC``) of each channel, as maps keyed by wavelength."""
-    maps = sorted(sunpy.map.Map(sorted(map(str, files)), sequence=True),
-                  key=lambda m: m.meta["t_rec"])
+    maps = sorted(sunpy.map.Map(sorted(map(str, files)), sequence=True), key=lambda m: m.meta["t_rec"])
     first = {}
     for m in maps:
         first.setdefault(int(m.meta["wavelnth"]), m)
@@ -139,8 +139,9 @@ def draw(cutouts, fulldisk, path):
     ax.coords[0].set_axislabel("Solar X")
     ax.coords[1].set_axislabel("Solar Y")
     box = cutouts[WAVELENGTHS[0]]
-    fulldisk.draw_quadrangle(box.bottom_left_coord, top_right=box.top_right_coord, axes=ax,
-                             edgecolor="cyan", linewidth=1.5)
+    fulldisk.draw_quadrangle(
+        box.bottom_left_coord, top_right=box.top_right_coord, axes=ax, edgecolor="cyan", linewidth=1.5
+    )
     fig.suptitle("JSOC im_patch cutouts: 500x500 pixels, tracked at the Carrington rate, one export")
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -149,8 +150,12 @@ def draw(cutouts, fulldisk, path):
 def main(argv=None):
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=Path("demo-output"),
-                        help="folder for the FITS files, the picture and the client's state")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo-output"),
+        help="folder for the FITS files, the picture and the client's state",
+    )
     args = parser.parse_args(argv)
     output = args.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
@@ -179,8 +184,10 @@ def main(argv=None):
 
     cutouts = first_cutouts(files)
     first = cutouts[WAVELENGTHS[0]]
-    print(f"First cutout: {Path(sorted(files)[0]).name}, {first.data.shape[1]}x{first.data.shape[0]} pixels, "
-          f"{first.meta['content']!r}")
+    print(
+        f"First cutout: {Path(sorted(files)[0]).name}, {first.data.shape[1]}x{first.data.shape[0]} pixels, "
+        f"{first.meta['content']!r}"
+    )
     picture = output / "jsoc_cutout_demo.png"
     draw(cutouts, full_disk_map(first), picture)
     print(f"Picture: {picture}")
