@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from astropy.time import Time
+from sunpy_jsoc_cutout import plan
 
 __all__ = [
     "DEFAULT_FRAME_BYTES",
@@ -49,10 +49,6 @@ RECORD_LIMITS = {"AIA": 15_000, "HMI": 32_000}
 DEFAULT_RECORD_LIMIT = 15_000
 
 _RECORD_SET = re.compile(r"^(?P<series>[^\[\{]+)\[(?P<time>[^\]]*)\](?P<rest>.*)$", re.S)
-_DRMS_TIME = re.compile(
-    r"^(?P<y>\d{4})\.(?P<mo>\d{1,2})\.(?P<d>\d{1,2})(?:_(?P<hms>\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?))?"
-    r"(?:_(?P<zone>[A-Za-z]+))?$"
-)
 
 
 @dataclass(frozen=True)
@@ -156,23 +152,7 @@ def drms_time(trec: str) -> str:
     str
         E.g. ``2014.02.05_08:00:36_TAI``.
     """
-    text = trec.strip()
-    match = _DRMS_TIME.match(text)
-    if match:
-        hms = match["hms"] or "00:00:00"
-        if hms.count(":") == 1:
-            hms += ":00"
-        zone = (match["zone"] or "UTC").upper()
-        scale = {"TAI": "tai", "UTC": "utc", "UT": "utc", "Z": "utc", "TT": "tt"}.get(zone)
-        if scale is None:
-            raise ValueError(f"cannot read the time zone of T_REC {trec!r}")
-        iso = f"{match['y']}-{int(match['mo']):02d}-{int(match['d']):02d}T{hms}"
-        time = Time(iso, scale=scale)
-    else:
-        time = Time(text.removesuffix("Z"), scale="utc")
-    date, _, clock = time.tai.isot.partition("T")  # "2014-02-05", "08:00:36.000"
-    clock = clock.rstrip("0").rstrip(".")
-    return f"{date.replace('-', '.')}_{clock}_TAI"
+    return plan.drms_time(plan.parse_drms_time(trec))
 
 
 def chunk_record_set(record_set: str, chunk: Chunk) -> str:

@@ -898,13 +898,15 @@ def _impatch(params, series, start, end, *, region=None, scale=False):
                 f"({plain_number(limit * scale_used.value, 1)} arcsec)."
             )
 
+    # Store the numbers as the process string sends them, so the plan holds what im_patch reads.
+    x, y, width, height = (float(plain_number(value)) for value in (x, y, *box))
     impatch = ImPatch(
         locunits=kind,
         x=x,
         y=y,
         boxunits=boxunits,
-        width=box[0],
-        height=box[1],
+        width=width,
+        height=height,
         t_ref=Time(t_ref).utc.isot,
         tracking=tracking,
         register=register,

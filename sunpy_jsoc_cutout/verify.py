@@ -40,7 +40,7 @@ from astropy.io import fits
 from astropy.time import Time
 from sunpy.coordinates import HeliographicCarrington, HeliographicStonyhurst, Helioprojective
 
-from sunpy_jsoc_cutout.plan import plain_number
+from sunpy_jsoc_cutout.plan import ImPatch
 from sunpy_jsoc_cutout.retrieve import verify_fits
 
 __all__ = [
@@ -111,33 +111,14 @@ class Expectation:
     ----------
     series : str
         The series exported.
-    locunits : {"arcsec", "pixels", "stony", "carrlong"}
-        How the box centre was given.
-    x, y : float
-        The box centre in ``locunits``, as sent.
-    boxunits : {"pixels", "arcsec", "degrees"}
-        How the box size was given.
-    width, height : float
-        The box size in ``boxunits``, as sent.
-    t_ref : str
-        The reference time of the centre (ISO, UTC).
-    tracking, register, crop : bool
-        The meanings users know (tracking on means JSOC's ``t=0``).
+    impatch : `~sunpy_jsoc_cutout.plan.ImPatch`
+        The im_patch arguments; the plan stores its numbers as the process string sends them.
     scale : bool
         Whether aia_scale was asked to bring the images to AIA level 1.5 (0.6 arcsec per pixel).
     """
 
     series: str
-    locunits: str
-    x: float
-    y: float
-    boxunits: str
-    width: float
-    height: float
-    t_ref: str
-    tracking: bool = True
-    register: bool = False
-    crop: bool = False
+    impatch: ImPatch
     scale: bool = False
 
 
@@ -153,20 +134,7 @@ def expectation_from_plan(plan):
     -------
     Expectation
     """
-    patch = plan.impatch
-    # Numbers as the process string carried them (plain_number), which is what im_patch read.
-    sent = {name: float(plain_number(getattr(patch, name))) for name in ("x", "y", "width", "height")}
-    return Expectation(
-        series=plan.series.name,
-        locunits=patch.locunits,
-        boxunits=patch.boxunits,
-        t_ref=str(patch.t_ref),
-        tracking=bool(patch.tracking),
-        register=bool(patch.register),
-        crop=bool(patch.crop),
-        scale=plan.aia_scale is not None,
-        **sent,
-    )
+    return Expectation(plan.series.name, plan.impatch, plan.aia_scale is not None)
 
 
 def check_cutout(path, expectation, *, checksum=True):
@@ -257,9 +225,10 @@ def check_image(header, data, expectation):
             "JSOC returns unprocessed images when a processing argument is wrong"
         ]
 
-    problems = _request_keywords(header, expectation)
-    problems += _box_size(header, data, expectation)
-    if expectation.register:
+    patch = expectation.impatch
+    problems = _request_keywords(header, patch)
+    problems += _box_size(header, data, patch)
+    if patch.register:
         crota = float(header.get("CROTA2", 0.0))
         if abs(crota) > CROTA_TOLERANCE:
             problems.append(
@@ -276,8 +245,8 @@ def check_image(header, data, expectation):
                 )
     if not problems:
         # Geometry only makes sense for a box of the right kind.
-        problems += _centre(header, data, expectation)
-    if expectation.crop:
+        problems += _centre(header, data, patch)
+    if patch.crop:
         problems += _crop(header, data)
     return problems
 
@@ -307,19 +276,19 @@ def _close(value, wanted):
     return value is not None and abs(float(value) - wanted) <= 2e-3 + 1e-6 * abs(wanted)
 
 
-def _request_keywords(header, expectation):
+def _request_keywords(header, patch):
     """The HG* keywords exist and record the request that was sent."""
     wanted = list(_REQUEST_KEYWORDS)
-    if expectation.tracking:
+    if patch.tracking:
         wanted += _TARGET_KEYWORDS
     missing = [key for key in wanted if key not in header]
     if missing:
         return [f"im_patch's keywords {', '.join(missing)} are missing"]
     problems = []
-    for key, sent in (("HGLOCUNITS", expectation.locunits), ("HGBOXUNITS", expectation.boxunits)):
+    for key, sent in (("HGLOCUNITS", patch.locunits), ("HGBOXUNITS", patch.boxunits)):
         if str(header[key]).strip().lower() != sent.lower():
             problems.append(f"{key} is {str(header[key]).strip()!r}, but {sent!r} was sent")
-    for key, sent in (("HGWIDE", expectation.width), ("HGHIGH", expectation.height)):
+    for key, sent in (("HGWIDE", patch.width), ("HGHIGH", patch.height)):
         try:
             ok = _close(header[key], sent)
         except (TypeError, ValueError):
@@ -334,39 +303,39 @@ def _c_round(value):
     return int(math.copysign(math.floor(abs(value) + 0.5), value))
 
 
-def _box_size(header, data, expectation):
+def _box_size(header, data, patch):
     """The array is the box in pixels, with im_patch's rounding."""
     ny, nx = data.shape
     cdelt = float(header.get("CDELT1", math.nan))
     allowed = []
-    for size in (expectation.width, expectation.height):
-        if expectation.boxunits.startswith("pix"):
+    for size in (patch.width, patch.height):
+        if patch.boxunits.startswith("pix"):
             allowed.append((_c_round(size), _c_round(size)))
-        elif expectation.boxunits.startswith("arcsec"):
+        elif patch.boxunits.startswith("arcsec"):
             # (int)(1 + width/CDELT1) with the first image's CDELT1, within the plate-scale spread.
             low = int(1 + size / (cdelt * (1 + PLATE_SCALE_SPREAD)))
             high = int(1 + size / (cdelt * (1 - PLATE_SCALE_SPREAD)))
             allowed.append((low, high))
         else:
             allowed.append(None)
-    if expectation.boxunits.startswith("deg"):
-        allowed = _degree_box(header, expectation)
+    if patch.boxunits.startswith("deg"):
+        allowed = _degree_box(header, patch)
     problems = []
     for axis, got, span in (("width", nx, allowed[0]), ("height", ny, allowed[1])):
         if span is None:
             continue
         low, high = span
         if not low <= got <= high:
-            size = expectation.width if axis == "width" else expectation.height
+            size = patch.width if axis == "width" else patch.height
             want = f"{low}" if low == high else f"{low} to {high}"
             problems.append(
-                f"the {axis} is {got} pixels, but a box of {size:g} {expectation.boxunits} is {want} "
+                f"the {axis} is {got} pixels, but a box of {size:g} {patch.boxunits} is {want} "
                 "pixels after im_patch's rounding"
             )
     return problems
 
 
-def _degree_corners(header, expectation):
+def _degree_corners(header, patch):
     """
     The upper-right and lower-left corners of a box in heliographic degrees as im_patch
     places them: at the central meridian, at the box's latitude (im_patch's ``sphere2img``
@@ -374,10 +343,10 @@ def _degree_corners(header, expectation):
     ``[upper right, lower left]``, or None when the header or target do not allow it.
     """
     observer, obstime, rsun = _observer(header)
-    lat = _target_latitude(header, expectation)
+    lat = _target_latitude(header, patch)
     if observer is None or lat is None:
         return None
-    half_w, half_h = expectation.width / 2, expectation.height / 2
+    half_w, half_h = patch.width / 2, patch.height / 2
     corners = SkyCoord(
         (observer.lon.to_value(u.deg) + np.array([half_w, -half_w])) * u.deg,
         (lat + np.array([half_h, -half_h])) * u.deg,
@@ -386,9 +355,9 @@ def _degree_corners(header, expectation):
     return corners.Tx.to_value(u.arcsec), corners.Ty.to_value(u.arcsec)
 
 
-def _degree_box(header, expectation):
+def _degree_box(header, patch):
     """Size of a box in heliographic degrees, im_patch's ``(int)(ur - ll) + 1`` pixels."""
-    corners = _degree_corners(header, expectation)
+    corners = _degree_corners(header, patch)
     if corners is None:
         return [None, None]
     cdelt = float(header["CDELT1"])
@@ -399,7 +368,7 @@ def _degree_box(header, expectation):
     return spans
 
 
-def _degree_offset(header, expectation):
+def _degree_offset(header, patch):
     """
     Where im_patch puts the middle of a box in degrees, relative to its target, in arcsec.
 
@@ -410,16 +379,16 @@ def _degree_offset(header, expectation):
     is the same in the turned HMI images, where both corners swap. Registration shifts the
     target onto the array centre, displacement and all.
     """
-    if expectation.register or not expectation.boxunits.lower().startswith("deg"):
+    if patch.register or not patch.boxunits.lower().startswith("deg"):
         return 0.0, 0.0
-    corners = _degree_corners(header, expectation)
+    corners = _degree_corners(header, patch)
     if corners is None:
         return 0.0, 0.0
     return tuple(float(angle.mean()) for angle in corners)
 
 
-def _target_latitude(header, expectation):
-    target = _requested_carrington(expectation, _rsun_ref(header))
+def _target_latitude(header, patch):
+    target = _requested_carrington(patch, _rsun_ref(header))
     if target is not None:
         return target[1]
     value = header.get("HGCRLT")
@@ -456,7 +425,7 @@ def _observer(header):
 
 
 @functools.lru_cache(maxsize=64)
-def _requested_carrington(expectation, rsun_ref):
+def _requested_carrington(patch, rsun_ref):
     """
     The requested centre as a fixed Carrington longitude and latitude (degrees), or None.
 
@@ -466,17 +435,17 @@ def _requested_carrington(expectation, rsun_ref):
     is not part of the export, so they give None; so does a point off the disk.
     """
     rsun = rsun_ref * u.m
-    t_ref = Time(expectation.t_ref, scale="utc")
+    t_ref = Time(patch.t_ref, scale="utc")
     carrington = HeliographicCarrington(observer="earth", obstime=t_ref, rsun=rsun)
-    units = expectation.locunits.lower()
+    units = patch.locunits.lower()
     if units.startswith("carr"):
-        return expectation.x, expectation.y
+        return patch.x, patch.y
     if units.startswith("arcsec"):
         frame = Helioprojective(observer="earth", obstime=t_ref, rsun=rsun)
-        point = SkyCoord(expectation.x * u.arcsec, expectation.y * u.arcsec, frame=frame)
+        point = SkyCoord(patch.x * u.arcsec, patch.y * u.arcsec, frame=frame)
     elif units.startswith("stony"):
         frame = HeliographicStonyhurst(obstime=t_ref, rsun=rsun)
-        point = SkyCoord(expectation.x * u.deg, expectation.y * u.deg, frame=frame)
+        point = SkyCoord(patch.x * u.deg, patch.y * u.deg, frame=frame)
     else:
         return None
     with warnings.catch_warnings():
@@ -486,7 +455,7 @@ def _requested_carrington(expectation, rsun_ref):
     return (lon, lat) if math.isfinite(lon) and math.isfinite(lat) else None
 
 
-def _centre(header, data, expectation):
+def _centre(header, data, patch):
     """The box is centred where it was asked."""
     import sunpy.map
 
@@ -497,14 +466,14 @@ def _centre(header, data, expectation):
     observer, obstime, rsun = _observer(header)
     middle = ((nx - 1) / 2, (ny - 1) / 2)
     cdelt = float(header["CDELT1"])
-    units = expectation.locunits.lower()
+    units = patch.locunits.lower()
 
-    if expectation.tracking:
-        target = _requested_carrington(expectation, rsun.to_value(u.m))
+    if patch.tracking:
+        target = _requested_carrington(patch, rsun.to_value(u.m))
         what = "the requested point"
         if target is None:
             if not units.startswith("pix"):
-                where = f"({expectation.x:g}, {expectation.y:g}) {units}"
+                where = f"({patch.x:g}, {patch.y:g}) {units}"
                 return [f"the requested centre {where} is off the disk, so no tracked box can follow it"]
             # Pixels refer to the reference image, which the export does not hold: check the
             # tracking against the Carrington point im_patch found there (HGCRLN/HGCRLT).
@@ -517,7 +486,7 @@ def _centre(header, data, expectation):
             target[1] * u.deg,
             frame=HeliographicCarrington(observer=observer, obstime=obstime, rsun=rsun),
         )
-        offset = _degree_offset(header, expectation)
+        offset = _degree_offset(header, patch)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             seen = point.transform_to(cutout.coordinate_frame)
@@ -530,7 +499,7 @@ def _centre(header, data, expectation):
         if not off <= CENTRE_TOLERANCE:
             return [
                 f"the cutout is centred {off:.1f} pixels from {what} at T_OBS {header.get('T_OBS')} "
-                f"(tracked at the Carrington rate from t_ref {expectation.t_ref}); at most "
+                f"(tracked at the Carrington rate from t_ref {patch.t_ref}); at most "
                 f"{CENTRE_TOLERANCE:g} pixels are allowed"
             ]
         return []
@@ -538,18 +507,18 @@ def _centre(header, data, expectation):
     # Untracked: the box stays on the reference image's CCD pixels. Pixels and Carrington
     # positions (the latter an error the plan refuses) need the reference image: not checked.
     if units.startswith("arcsec"):
-        wanted = (expectation.x, expectation.y)
+        wanted = (patch.x, patch.y)
     elif units.startswith("stony") and observer is not None:
         point = SkyCoord(
-            expectation.x * u.deg,
-            expectation.y * u.deg,
-            frame=HeliographicStonyhurst(obstime=Time(expectation.t_ref, scale="utc"), rsun=rsun),
+            patch.x * u.deg,
+            patch.y * u.deg,
+            frame=HeliographicStonyhurst(obstime=Time(patch.t_ref, scale="utc"), rsun=rsun),
         )
         seen = point.transform_to(Helioprojective(observer="earth", obstime=point.obstime, rsun=rsun))
         wanted = (float(seen.Tx.to_value(u.arcsec)), float(seen.Ty.to_value(u.arcsec)))
     else:
         return []
-    offset = _degree_offset(header, expectation)
+    offset = _degree_offset(header, patch)
     wanted = (wanted[0] + offset[0], wanted[1] + offset[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

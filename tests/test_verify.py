@@ -30,16 +30,22 @@ AIA, HMI = "aia.lev1_euv_12s", "hmi.M_45s"
 # A box on the disk, away from the limb, as the plan would send it.
 TRACKED = verify.Expectation(
     series=AIA,
-    locunits="arcsec",
-    x=-200.0,
-    y=150.0,
-    boxunits="arcsec",
-    width=120.0,
-    height=80.0,
-    t_ref=T_REF,
+    impatch=plan.ImPatch(
+        locunits="arcsec", x=-200.0, y=150.0, boxunits="arcsec", width=120.0, height=80.0, t_ref=T_REF
+    ),
 )
+
+
+def changed(expectation: verify.Expectation, **changes) -> verify.Expectation:
+    """``expectation`` with some fields replaced: ``series`` and ``scale``, or im_patch arguments."""
+    outer = {name: changes.pop(name) for name in ("series", "scale") if name in changes}
+    return dataclasses.replace(
+        expectation, impatch=dataclasses.replace(expectation.impatch, **changes), **outer
+    )
+
+
 # A box across the west limb, where cropping has something to blank.
-LIMB = dataclasses.replace(TRACKED, x=930.0, y=100.0, width=150.0, height=150.0, tracking=False)
+LIMB = changed(TRACKED, x=930.0, y=100.0, width=150.0, height=150.0, tracking=False)
 
 
 def records(ds: str):
@@ -47,31 +53,22 @@ def records(ds: str):
     return found
 
 
-def process(expectation: verify.Expectation, t_start: str, t_stop: str, **extra) -> str:
-    """The im_patch step the plan sends for ``expectation`` (tracking off pins t_ref to t_start)."""
-    args = {
-        "t_start": t_start,
-        "t_stop": t_stop,
-        "t": 0 if expectation.tracking else 1,
-        "r": int(expectation.register),
-        "c": int(expectation.crop),
-        "locunits": expectation.locunits,
-        "boxunits": expectation.boxunits,
-        "t_ref": expectation.t_ref if expectation.tracking else t_start,
-        **extra,
-        "x": plan.plain_number(expectation.x),
-        "y": plan.plain_number(expectation.y),
-        "width": plan.plain_number(expectation.width),
-        "height": plan.plain_number(expectation.height),
-    }
-    return "n=0|im_patch," + ",".join(f"{key}={value}" for key, value in args.items())
+def steps(expectation: verify.Expectation, found) -> str:
+    """
+    The im_patch step the plan sends for the records ``found``, as ``ImPatch.arguments`` writes it.
+
+    The cadence is the series' slot step, as the plan sends it without a.Sample; im_patch
+    ignores it for an explicit list of records anyway.
+    """
+    t_start, t_stop = found[0].keyword("T_REC"), found[-1].keyword("T_REC")
+    cadence = f"{plan.plain_number(found[0].series.step, 6)}s"
+    return expectation.impatch.arguments(t_start, t_stop, cadence)
 
 
-def cut(expectation, ds=f"{AIA}[{T_REF}Z][171]", **extra):
+def cut(expectation, ds=f"{AIA}[{T_REF}Z][171]"):
     """The offline JSOC's im_patch products for the records of ``ds``."""
     found = records(ds)
-    t_start, t_stop = found[0].keyword("T_REC"), found[-1].keyword("T_REC")
-    return impatch.run(found, process(expectation, t_start, t_stop, **extra), "JSOC_20240101_001")
+    return impatch.run(found, "n=0|" + steps(expectation, found), "JSOC_20240101_001")
 
 
 def write(product, path, *, header_edits=None, data=None):
@@ -107,7 +104,7 @@ def tracked_product():
 def limb_products():
     """The same limb box cut with crop and without."""
     (plain,) = cut(LIMB)
-    (cropped,) = cut(dataclasses.replace(LIMB, crop=True))
+    (cropped,) = cut(changed(LIMB, crop=True))
     return plain, cropped
 
 
@@ -122,7 +119,7 @@ def test_tracked_cutouts_of_two_channels_over_four_hours_pass(tmp_path):
 
 
 def test_stony_centre_is_tracked_from_t_ref(tmp_path):
-    stony = dataclasses.replace(TRACKED, locunits="stony", x=-30.0, y=10.0, boxunits="pixels")
+    stony = changed(TRACKED, locunits="stony", x=-30.0, y=10.0, boxunits="pixels")
     products = cut(stony, ds=f"{AIA}[{T_REF}Z/5h@4h][171]")
     assert len(products) == 2
     paths = [write(p, tmp_path / f"{i}.fits") for i, p in enumerate(products)]
@@ -134,19 +131,20 @@ def test_carrington_centre_is_tracked(tmp_path):
     point = SkyCoord(20 * u.deg, -5 * u.deg, frame=frames.HeliographicStonyhurst(obstime=t_ref)).transform_to(
         frames.HeliographicCarrington(observer="earth", obstime=t_ref)
     )
-    carr = dataclasses.replace(
-        TRACKED, locunits="carrlong", x=round(point.lon.deg, 3), y=round(point.lat.deg, 3)
+    carr = changed(
+        TRACKED,
+        locunits="carrlong",
+        x=round(point.lon.deg, 3),
+        y=round(point.lat.deg, 3),
+        car_rot=int(sunpy_sun.carrington_rotation_number(t_ref)),
     )
-    car_rot = int(sunpy_sun.carrington_rotation_number(t_ref))
-    products = cut(carr, ds=f"{AIA}[{T_REF}Z/5h@4h][171]", car_rot=car_rot)
+    products = cut(carr, ds=f"{AIA}[{T_REF}Z/5h@4h][171]")
     paths = [write(p, tmp_path / f"{i}.fits") for i, p in enumerate(products)]
     assert verify.check_cutouts(paths, carr) == []
 
 
 def test_pixel_centre_is_checked_against_im_patch_target(tmp_path):
-    pixels = dataclasses.replace(
-        TRACKED, locunits="pixels", x=1500.0, y=2500.0, boxunits="pixels", width=120.5
-    )
+    pixels = changed(TRACKED, locunits="pixels", x=1500.0, y=2500.0, boxunits="pixels", width=120.5)
     (product,) = cut(pixels)
     # C's round(): 120.5 pixels make 121.
     assert product.data.shape == (80, 121)
@@ -156,24 +154,24 @@ def test_pixel_centre_is_checked_against_im_patch_target(tmp_path):
 
 
 def test_hmi_cutout_turned_by_180_degrees_passes(tmp_path):
-    hmi = dataclasses.replace(TRACKED, series=HMI)
+    hmi = changed(TRACKED, series=HMI)
     products = cut(hmi, ds=f"{HMI}[{T_REF}_TAI/3h@2h][2]")
     assert any("Image rotated 180 degrees." in p.header["HISTORY"] for p in products)
     paths = [write(p, tmp_path / f"{i}.fits") for i, p in enumerate(products)]
     assert verify.check_cutouts(paths, hmi) == []
 
 
-DEGREES = dataclasses.replace(TRACKED, x=300.0, y=600.0, boxunits="degrees", width=6.0, height=8.0)
+DEGREES = changed(TRACKED, x=300.0, y=600.0, boxunits="degrees", width=6.0, height=8.0)
 
 
 @pytest.mark.parametrize(
     ("expectation", "ds"),
     [
         (DEGREES, f"{AIA}[{T_REF}Z/5h@4h][171,193]"),
-        (dataclasses.replace(DEGREES, y=-500.0, tracking=False), f"{AIA}[{T_REF}Z/5h@4h][171]"),
-        (dataclasses.replace(DEGREES, series=HMI, x=-300.0, y=-50.0), f"{HMI}[{T_REF}_TAI/5h@4h][2]"),
+        (changed(DEGREES, y=-500.0, tracking=False), f"{AIA}[{T_REF}Z/5h@4h][171]"),
+        (changed(DEGREES, series=HMI, x=-300.0, y=-50.0), f"{HMI}[{T_REF}_TAI/5h@4h][2]"),
         (
-            dataclasses.replace(DEGREES, series=HMI, x=-300.0, y=-50.0, register=True),
+            changed(DEGREES, series=HMI, x=-300.0, y=-50.0, register=True),
             f"{HMI}[{T_REF}_TAI][2]",
         ),
     ],
@@ -189,12 +187,12 @@ def test_box_in_degrees_passes_where_im_patch_puts_it(expectation, ds, tmp_path)
 
 def test_box_in_degrees_of_another_size_fails(tmp_path):
     (product,) = cut(DEGREES)
-    wider = dataclasses.replace(DEGREES, width=9.0)
+    wider = changed(DEGREES, width=9.0)
     assert "the width is" in check(product, wider, tmp_path, header_edits={"HGWIDE": 9.0})
 
 
 def test_untracked_box_stays_on_the_requested_pixels(tmp_path):
-    fixed = dataclasses.replace(TRACKED, tracking=False)
+    fixed = changed(TRACKED, tracking=False)
     products = cut(fixed, ds=f"{AIA}[{T_REF}Z/5h@4h][171]")
     paths = [write(p, tmp_path / f"{i}.fits") for i, p in enumerate(products)]
     assert verify.check_cutouts(paths, fixed) == []
@@ -206,16 +204,18 @@ def test_expectation_holds_what_the_plan_sends(jsoc_env):
     expected = verify.expectation_from_plan(planned)
     assert expected == verify.Expectation(
         series=AIA,
-        locunits="arcsec",
-        x=float(plan.plain_number(planned.impatch.x)),
-        y=float(plan.plain_number(planned.impatch.y)),
-        boxunits="pixels",
-        width=120.0,
-        height=80.0,
-        t_ref=planned.impatch.t_ref,
-        tracking=True,
-        register=False,
-        crop=False,
+        impatch=plan.ImPatch(
+            locunits="arcsec",
+            x=float(plan.plain_number(planned.impatch.x)),
+            y=float(plan.plain_number(planned.impatch.y)),
+            boxunits="pixels",
+            width=120.0,
+            height=80.0,
+            t_ref=planned.impatch.t_ref,
+            tracking=True,
+            register=False,
+            crop=False,
+        ),
         scale=False,
     )
 
@@ -231,7 +231,7 @@ def test_box_of_wrong_size_fails(tracked_product, tmp_path):
 
 
 def test_box_sent_in_other_units_fails(tracked_product, tmp_path):
-    as_pixels = dataclasses.replace(TRACKED, boxunits="pixels")
+    as_pixels = changed(TRACKED, boxunits="pixels")
     reason = check(tracked_product, as_pixels, tmp_path)
     assert "HGBOXUNITS is 'arcsec', but 'pixels' was sent" in reason
     assert "a box of 120 pixels is 120 pixels" in reason
@@ -257,14 +257,14 @@ def test_box_centred_off_the_tracked_point_fails(tracked_product, tmp_path):
 
 def test_untracked_frames_fail_a_tracked_expectation(tmp_path):
     # A box that stayed put while the Sun turned for 4 hours is ~40 arcsec off the target.
-    fixed = dataclasses.replace(TRACKED, tracking=False)
+    fixed = changed(TRACKED, tracking=False)
     first, later = cut(fixed, ds=f"{AIA}[{T_REF}Z/5h@4h][171]")
     assert check(first, TRACKED, tmp_path, "first.fits") is None
     assert "pixels from the requested point" in check(later, TRACKED, tmp_path, "later.fits")
 
 
 def test_registered_cutout_has_crota2_zero(tmp_path):
-    registered = dataclasses.replace(TRACKED, register=True)
+    registered = changed(TRACKED, register=True)
     (product,) = cut(registered)
     assert check(product, registered, tmp_path) is None
     reason = check(product, registered, tmp_path, header_edits={"CROTA2": 0.01})
@@ -272,7 +272,7 @@ def test_registered_cutout_has_crota2_zero(tmp_path):
 
 
 def test_unregistered_cutout_fails_a_registered_expectation(tracked_product, tmp_path):
-    reason = check(tracked_product, dataclasses.replace(TRACKED, register=True), tmp_path)
+    reason = check(tracked_product, changed(TRACKED, register=True), tmp_path)
     assert "JSOC did not register it" in reason
 
 
@@ -280,13 +280,13 @@ def test_cropped_cutout_is_nan_off_the_limb_only(limb_products, tmp_path):
     _, cropped = limb_products
     assert np.isnan(cropped.data).any()
     assert np.isfinite(cropped.data).any()
-    assert check(cropped, dataclasses.replace(LIMB, crop=True), tmp_path) is None
+    assert check(cropped, changed(LIMB, crop=True), tmp_path) is None
 
 
 def test_finite_pixels_off_the_limb_fail_a_crop(limb_products, tmp_path):
     plain, _ = limb_products
     assert check(plain, LIMB, tmp_path) is None
-    reason = check(plain, dataclasses.replace(LIMB, crop=True), tmp_path)
+    reason = check(plain, changed(LIMB, crop=True), tmp_path)
     assert "pixels off the limb are not NaN: JSOC did not crop it" in reason
 
 
@@ -294,25 +294,24 @@ def test_nan_on_the_disk_fails_a_crop(limb_products, tmp_path):
     _, cropped = limb_products
     data = cropped.data.copy()
     data[:, : data.shape[1] // 3] = np.nan  # the eastern third of the box is on the disk
-    reason = check(cropped, dataclasses.replace(LIMB, crop=True), tmp_path, data=data)
+    reason = check(cropped, changed(LIMB, crop=True), tmp_path, data=data)
     assert "pixels on the disk are NaN: the crop is not at the limb" in reason
 
 
 def test_scaled_cutout_passes(tmp_path):
-    scaled = dataclasses.replace(TRACKED, scale=True)
+    scaled = changed(TRACKED, scale=True)
     found = records(f"{AIA}[{T_REF}Z][171]")
-    t_rec = found[0].keyword("T_REC")
     # The web form puts aia_scale before im_patch.
-    steps = process(scaled, t_rec, t_rec).replace("n=0|", "n=0|aia_scale_aialev1|")
+    process = "n=0|aia_scale_aialev1|" + steps(scaled, found)
     try:
-        (product,) = impatch.run(found, steps, "JSOC_20240101_001")
+        (product,) = impatch.run(found, process, "JSOC_20240101_001")
     except impatch.ProcessingError as exc:
         pytest.skip(f"the offline JSOC cannot run aia_scale yet ({exc})")
     assert check(product, scaled, tmp_path) is None
 
 
 def test_unscaled_cutout_fails_a_scaled_expectation(tracked_product, tmp_path):
-    reason = check(tracked_product, dataclasses.replace(TRACKED, scale=True), tmp_path)
+    reason = check(tracked_product, changed(TRACKED, scale=True), tmp_path)
     assert "JSOC did not scale it to level 1.5" in reason
 
 
