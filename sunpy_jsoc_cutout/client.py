@@ -236,15 +236,9 @@ class JSOCCutoutClient(BaseClient):
                 )
 
         connection = jsoc.JSOCConnection(self.server)
+        # An address is needed now; JSOC is asked whether it is registered only before a new
+        # submission, so a fetch the ledger can answer costs no round trip.
         notify = [_notify_address(export.plan) for export in exports]
-        for address in set(notify):
-            status, message = connection.check_address(address)
-            if status != 2:
-                raise ValueError(
-                    f"a.jsoc.Notify: JSOC does not accept {address!r} ({message}); register it at "
-                    "http://jsoc.stanford.edu/ajax/register_email.html or set JSOC_EMAIL to a "
-                    "registered address."
-                )
 
         jobs = []
         for index, export, address in zip(indices, exports, notify, strict=True):

@@ -228,10 +228,20 @@ class Exporter:
                 else:
                     book.set_state(entry.id, "expired", "older than JSOC's 7-day retention")
                 entry = None
+            self.check_address(job.params["notify"])
             # Write-ahead: the intent is on disk before the request is sent.
             export_id = entry.id if entry is not None else book.begin(self.server, job.params)
             export_id, requestid = self.submit(export_id, job.params)
             return export_id, requestid, self.wait(export_id, requestid)
+
+    def check_address(self, address):
+        """Refuse an address JSOC has not registered, before anything is submitted for it."""
+        status, message = self.connection.check_address(address)  # cached per connection
+        if status != 2:
+            raise ValueError(
+                f"a.jsoc.Notify: JSOC does not accept {address!r} ({message}); register it at "
+                f"{jsoc.REGISTER_URL} or set JSOC_EMAIL to a registered address."
+            )
 
     def submit(self, export_id, params):
         """Send an export request, waiting out other pending exports (status 7)."""

@@ -104,7 +104,7 @@ def test_repeated_fetch_costs_no_export_request_and_no_download(
     assert not again.errors
     assert sorted(again) == sorted(first)
     assert len(first) == len(res[0])
-    for op in ("exp_request", "exp_status", "download"):
+    for op in ("exp_request", "exp_status", "checkAddress", "download"):
         assert jsoc_env.calls[op] == calls[op], op
 
 
