@@ -285,8 +285,6 @@ class Wavelength(DataAttr):
 
 # Attrs of this module: at least one of them in a query makes it ours.
 CUTOUT_ATTRS = (Cutout, Tracking, Register, Crop, Scale, Wavelength)
-# Core and a.jsoc attrs we understand beside them.
-CORE_ATTRS = (a.Time, a.jsoc.Series, a.jsoc.Notify, a.jsoc.Segment, a.Wavelength, a.Sample)
 
 walker = AttrWalker()
 

@@ -157,11 +157,6 @@ def _classify(exc: BaseException) -> tuple[str, bool, float | None]:
     return f"{type(inner).__name__}: {inner}", False, None
 
 
-def _reason(exc: BaseException) -> str:
-    """A readable reason for a parfive download error."""
-    return _classify(exc)[0]
-
-
 def _publish(source: Path, dest: Path) -> None:
     """Move a verified file to its final name atomically (also across file systems)."""
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,8 @@ from astropy.io import fits
 from astropy.time import Time
 from sunpy.coordinates import HeliographicCarrington, HeliographicStonyhurst, Helioprojective
 
-from sunpy_jsoc_cutout.plan import ImPatch
+from sunpy_jsoc_cutout.geometry import AIA_SCALED_PLATE_SCALE, DETECTOR_PIXELS
+from sunpy_jsoc_cutout.plan import ImPatch, parse_drms_time
 from sunpy_jsoc_cutout.retrieve import verify_fits
 
 __all__ = [
@@ -94,12 +94,8 @@ LIMB_MARGIN = 2.0
 # pixels of their own; a crop at the wrong radius blanks a whole ring.
 _ON_DISK_NAN_SHARE = 0.01
 # aia_scale resamples to this plate scale (arcsec per pixel), jsoc-api.md section 2.
-_SCALED_CDELT = 0.6
+_SCALED_CDELT = AIA_SCALED_PLATE_SCALE.to_value(u.arcsec / u.pix)
 _SCALED_CDELT_TOLERANCE = 1e-5  # AIA level-1 plate scales are within 2e-4 of 0.6
-_DETECTOR_PIXELS = 4096
-_DRMS_TIME = re.compile(
-    r"^(\d{4})\.(\d{1,2})\.(\d{1,2})(?:_(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?)?(?:_([A-Za-z]+))?$"
-)
 
 
 @dataclass(frozen=True)
@@ -217,7 +213,7 @@ def check_image(header, data, expectation):
         ny, nx = data.shape
         frame = (
             f", and the image is a {nx}x{ny} full-disk frame"
-            if max(nx, ny) >= _DETECTOR_PIXELS
+            if max(nx, ny) >= DETECTOR_PIXELS
             else f" (image {nx}x{ny})"
         )
         return [
@@ -399,22 +395,11 @@ def _rsun_ref(header):
     return float(header.get("RSUN_REF", 6.96e8))
 
 
-def _parse_time(text):
-    """A DRMS or ISO time string as a `~astropy.time.Time` (no zone means UTC)."""
-    text = str(text).strip()
-    match = _DRMS_TIME.match(text)
-    if match:
-        year, month, day, hh, mm, ss, zone = match.groups()
-        iso = f"{year}-{int(month):02d}-{int(day):02d}T{int(hh or 0):02d}:{mm or '00'}:{ss or '00'}"
-        return Time(iso, scale="tai" if (zone or "").upper() == "TAI" else "utc")
-    return Time(text.removesuffix("Z"), scale="utc")
-
-
 def _observer(header):
     """The observer (Stonyhurst), the frame's time (T_OBS) and the solar radius of a header."""
     rsun = _rsun_ref(header) * u.m
     try:
-        obstime = _parse_time(header.get("T_OBS") or header.get("DATE-OBS"))
+        obstime = parse_drms_time(header.get("T_OBS") or header.get("DATE-OBS"))
         lon = float(header.get("HGLN_OBS", 0.0))
         lat = float(header.get("HGLT_OBS", header.get("CRLT_OBS")))
         dsun = float(header["DSUN_OBS"])
